@@ -1,0 +1,28 @@
+#!/bin/bash
+# Build libvfio-user as a shared library from Debian's qemu *source* package (subprojects/libvfio-user).
+# The binding in vfu_virtio/libvfio_user/ is written for exactly one revision of that tree: PINNED below.
+# Output (git-ignored): $VMKIT/lib/libvfio-user.so.0, $VMKIT/include/vfio-user/*.h, $VMKIT/lib/libvfio-user.commit
+# Needs: meson ninja-build pkg-config gcc libjson-c-dev libcmocka-dev (scripts/setup installs them).
+set -euo pipefail
+PINNED=0b28d205572c80b568a1003db2c8f37ca333e4d7
+VMKIT=${VMKIT:?VMKIT must be set}
+. "$(dirname "$0")/../scripts/lib/papt.sh"
+S=$VMKIT/src; rm -rf "$S"; mkdir -p "$S"; cd "$S"
+papt trixie source --download-only qemu/trixie
+tar -xJf qemu_*.orig.tar.xz --wildcards '*/subprojects/libvfio-user/*' '*/subprojects/libvfio-user.wrap'
+rm -f qemu_*
+L=$(echo "$S"/qemu-*/subprojects/libvfio-user)
+if ! grep -q "revision = $PINNED" "$L.wrap"; then
+  echo "native/libvfio-user.sh: the qemu source carries a libvfio-user revision other than the pinned $PINNED:" >&2
+  cat "$L.wrap" >&2
+  echo "the ctypes binding (vfu_virtio/libvfio_user) is written for $PINNED; check the API before re-pinning" >&2
+  exit 1
+fi
+meson setup "$S/build" "$L" --buildtype=release >/dev/null
+ninja -C "$S/build" lib/libvfio-user.so.0.0.1 >/dev/null
+mkdir -p "$VMKIT/lib" "$VMKIT/include/vfio-user/pci_caps"
+cp -a "$S"/build/lib/libvfio-user.so* "$VMKIT/lib/"
+cp "$L"/include/*.h "$VMKIT/include/vfio-user/"
+cp "$L"/include/pci_caps/*.h "$VMKIT/include/vfio-user/pci_caps/"
+echo "$PINNED" > "$VMKIT/lib/libvfio-user.commit"
+rm -rf "$S"

@@ -1,0 +1,4 @@
+"""``python -m vfu_virtio`` is the ``vfu-virtio`` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,209 @@
+"""A ``vfu_ctx_t`` owned by Python: creation, setup calls, callbacks, errors.
+
+Every callback passed to C is kept alive for the context's life. An exception raised by a Python
+callback is caught here, logged with its traceback, and turned into ``-1``/``errno`` (``EINVAL`` unless
+it is an :class:`OSError` with an errno): nothing unwinds through libvfio-user. libvfio-user's own log
+lines reach the ``vfu_virtio.libvfio_user`` logger at the matching level.
+"""
+from __future__ import annotations
+
+import ctypes as C
+import errno
+import logging
+import os
+from typing import Callable
+
+from . import _lib as L
+
+log = logging.getLogger("vfu_virtio.libvfio_user")
+
+_SYSLOG_TO_LOGGING = {L.LOG_ERR: logging.ERROR, L.LOG_WARNING: logging.WARNING, L.LOG_NOTICE: logging.INFO,
+                      L.LOG_INFO: logging.INFO, L.LOG_DEBUG: logging.DEBUG}
+
+
+class VfuError(OSError):
+    """A libvfio-user call failed; ``errno`` and the call's name are kept."""
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        e = C.get_errno()
+        raise VfuError(e, f"{what}: {os.strerror(e)}")
+    return rc
+
+
+def _errno_of(exc: BaseException) -> int:
+    return exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
+
+
+# (region access(offset, data_or_size, is_write)) -> bytes for reads, None for writes
+RegionHandler = Callable[[int, int, bytes | None], bytes | None]
+
+
+class VfuContext:
+    """One vfio-user server endpoint on a UNIX socket (non-blocking attach, libvfio-user's poll fd).
+
+    ``socket_path`` must not exist (a stale file makes ``vfu_create_ctx`` fail with EADDRINUSE:
+    :meth:`create` unlinks it when it is a socket). Raises :class:`VfuError` on any failing call.
+    """
+
+    def __init__(self, socket_path: str, log_level: int = logging.INFO):
+        self.lib = L.load_library()
+        self.socket_path = socket_path
+        self._keep: list = []  # ctypes callbacks that C holds pointers to
+        if os.path.exists(socket_path):
+            import stat
+            if not stat.S_ISSOCK(os.lstat(socket_path).st_mode):
+                raise VfuError(errno.EEXIST, f"{socket_path} exists and is not a socket; refusing to remove it")
+            os.unlink(socket_path)
+        ctx = self.lib.vfu_create_ctx(L.VFU_TRANS_SOCK, socket_path.encode(), L.LIBVFIO_USER_FLAG_ATTACH_NB,
+                                      None, L.VFU_DEV_TYPE_PCI)
+        if not ctx:
+            e = C.get_errno()
+            raise VfuError(e, f"vfu_create_ctx({socket_path}): {os.strerror(e)}")
+        self.ctx = ctx
+        self._setup_log(log_level)
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _setup_log(self, level: int) -> None:
+        @L.vfu_log_fn_t
+        def _log(_ctx, lvl, msg):
+            try:
+                log.log(_SYSLOG_TO_LOGGING.get(lvl, logging.DEBUG), "%s", msg.decode(errors="replace").rstrip())
+            except Exception:  # noqa: BLE001 - never unwind through C
+                pass
+        self._keep.append(_log)
+        syslog_level = L.LOG_DEBUG if level <= logging.DEBUG else L.LOG_INFO if level <= logging.INFO else L.LOG_ERR
+        _check(self.lib.vfu_setup_log(self.ctx, _log, syslog_level), "vfu_setup_log")
+
+    def pci_init(self, vendor: int, device: int, subsys_vendor: int, subsys: int,
+                 class_code: tuple[int, int, int]) -> None:
+        """Conventional PCI, normal header, 256-byte config space; sets ids and class code."""
+        _check(self.lib.vfu_pci_init(self.ctx, L.VFU_PCI_TYPE_CONVENTIONAL, L.PCI_HEADER_TYPE_NORMAL, 0),
+               "vfu_pci_init")
+        self.lib.vfu_pci_set_id(self.ctx, vendor, device, subsys_vendor, subsys)
+        self.lib.vfu_pci_set_class(self.ctx, *class_code)
+
+    def config_space(self) -> C.Array:
+        """The library's config space buffer (256 bytes) as a writable ctypes array."""
+        ptr = self.lib.vfu_pci_get_config_space(self.ctx)
+        return (C.c_char * L.PCI_CFG_SPACE_SIZE).from_address(ptr)
+
+    def add_capability(self, data: bytes, pos: int = 0, flags: int = 0) -> int:
+        """Copy a capability (header first, ``next`` ignored) into config space; returns its offset."""
+        buf = C.create_string_buffer(bytes(data), len(data))
+        return _check(self.lib.vfu_pci_add_capability(self.ctx, pos, flags, buf), "vfu_pci_add_capability")
+
+    def setup_region(self, index: int, size: int, handler: RegionHandler, flags: int) -> None:
+        """Trap-and-emulate region (no mmap areas, fd -1): every access calls ``handler``.
+
+        ``handler(offset, size, None)`` returns ``size`` bytes for a read; ``handler(offset, size, data)``
+        performs a write. Exceptions become -1/errno for the client.
+        """
+        @L.vfu_region_access_cb_t
+        def _access(_ctx, buf, count, offset, is_write):
+            try:
+                if is_write:
+                    handler(offset, count, C.string_at(buf, count))
+                else:
+                    data = handler(offset, count, None)
+                    C.memmove(buf, data, count)
+                return count
+            except Exception as exc:  # noqa: BLE001
+                log.error("region %d %s of %d bytes at %#x failed: %s", index, "write" if is_write else "read",
+                          count, offset, exc, exc_info=not isinstance(exc, OSError))
+                C.set_errno(_errno_of(exc))
+                return -1
+        self._keep.append(_access)
+        _check(self.lib.vfu_setup_region(self.ctx, index, size, _access, flags, None, 0, -1, 0),
+               f"vfu_setup_region({index})")
+
+    def setup_reset(self, on_reset: Callable[[int], None]) -> None:
+        """``on_reset(vfu_reset_type)`` on client device reset or lost connection."""
+        @L.vfu_reset_cb_t
+        def _reset(_ctx, kind):
+            try:
+                on_reset(kind)
+                return 0
+            except Exception as exc:  # noqa: BLE001
+                log.error("reset callback failed: %s", exc, exc_info=True)
+                C.set_errno(_errno_of(exc))
+                return -1
+        self._keep.append(_reset)
+        _check(self.lib.vfu_setup_device_reset_cb(self.ctx, _reset), "vfu_setup_device_reset_cb")
+
+    def setup_dma(self, on_map: Callable[[int, int, int | None, int], None],
+                  on_unmap: Callable[[int, int], None]) -> None:
+        """``on_map(iova, length, vaddr_or_None, prot)`` / ``on_unmap(iova, length)`` for DMA regions.
+
+        libvfio-user maps fd-backed regions itself and gives us ``vaddr``; the unmap callback must drop
+        every reference before it returns (the library munmaps right after).
+        """
+        def _wrap(fn, what):
+            def cb(_ctx, info_p):
+                try:
+                    info = info_p.contents
+                    if what == "map":
+                        fn(info.iova.iov_base or 0, info.iova.iov_len, info.vaddr, info.prot)
+                    else:
+                        fn(info.iova.iov_base or 0, info.iova.iov_len)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("DMA %s callback failed: %s", what, exc, exc_info=True)
+            return cb
+        reg = L.vfu_dma_register_cb_t(_wrap(on_map, "map"))
+        unreg = L.vfu_dma_unregister_cb_t(_wrap(on_unmap, "unmap"))
+        self._keep += [reg, unreg]
+        _check(self.lib.vfu_setup_device_dma(self.ctx, reg, unreg), "vfu_setup_device_dma")
+
+    def setup_irqs(self, kind: int, count: int) -> None:
+        _check(self.lib.vfu_setup_device_nr_irqs(self.ctx, kind, count), "vfu_setup_device_nr_irqs")
+
+    # ---- running -----------------------------------------------------------------------------
+    def realize(self) -> None:
+        _check(self.lib.vfu_realize_ctx(self.ctx), "vfu_realize_ctx")
+
+    def attach(self) -> bool:
+        """Non-blocking attach: True once a client is connected, False on EAGAIN."""
+        if self.lib.vfu_attach_ctx(self.ctx) < 0:
+            e = C.get_errno()
+            if e in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return False
+            raise VfuError(e, f"vfu_attach_ctx: {os.strerror(e)}")
+        return True
+
+    def poll_fd(self) -> int:
+        return _check(self.lib.vfu_get_poll_fd(self.ctx), "vfu_get_poll_fd")
+
+    def run(self) -> int:
+        """Handle at most one message; returns the number handled (0 on EAGAIN).
+
+        Raises :class:`ConnectionError` when the client went away (ENOTCONN/ECONNRESET) and
+        :class:`VfuError` for any other failure.
+        """
+        rc = self.lib.vfu_run_ctx(self.ctx)
+        if rc >= 0:
+            return rc
+        e = C.get_errno()
+        if e in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return 0
+        if e in (errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE):
+            raise ConnectionError(e, os.strerror(e))
+        raise VfuError(e, f"vfu_run_ctx: {os.strerror(e)}")
+
+    def irq_trigger(self, subindex: int) -> bool:
+        """Signal MSI-X vector ``subindex``; False (no raise) when the client gave no eventfd for it."""
+        if self.lib.vfu_irq_trigger(self.ctx, subindex) < 0:
+            e = C.get_errno()
+            log.debug("vfu_irq_trigger(%d): %s", subindex, os.strerror(e))
+            return False
+        return True
+
+    def destroy(self) -> None:
+        """Destroy the context and remove the socket file (the pinned revision leaves it behind)."""
+        if self.ctx:
+            self.lib.vfu_destroy_ctx(self.ctx)
+            self.ctx = None
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,64 @@
+"""The contract between the virtio transport and a device personality (crypto, rpmb).
+
+A device knows nothing of PCI or vfio-user: the transport calls it with descriptor chains and reads its
+device configuration bytes ("Device Configuration Space").
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from .chain import DescriptorChain
+
+
+class VirtioDevice:
+    """Base class of a device personality.
+
+    Subclasses set ``device_id`` (virtio device id: 20 crypto, 28 rpmb), ``name`` and ``num_queues``,
+    and implement :meth:`config_space` and :meth:`handle`.
+    """
+
+    device_id: int = 0
+    name: str = "virtio"
+    num_queues: int = 1
+    queue_size_max: int = 256
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger(f"vfu_virtio.devices.{self.name}")
+        self.driver_features = 0
+        #: set by the transport: call after changing config space to raise a configuration change
+        #: notification ("Notification of Device Configuration Changes").
+        self.notify_config_change: Callable[[], None] = lambda: None
+
+    def device_features(self) -> int:
+        """Device-type feature bits offered (bits 0..23 and any others); the transport adds its own."""
+        return 0
+
+    def config_space(self) -> bytes:
+        """The device-specific configuration structure, little-endian, as the driver reads it."""
+        return b""
+
+    def write_config(self, offset: int, data: bytes) -> None:
+        """A driver write to device configuration space; the default ignores it (read-only fields)."""
+        self.log.debug("ignored write of %d bytes at device config offset %d", len(data), offset)
+
+    def activate(self, features: int) -> None:
+        """Called once the driver set DRIVER_OK, with the negotiated feature bits."""
+        self.driver_features = features
+
+    def reset(self) -> None:
+        """Device reset (device_status written 0, vfio-user reset, client gone): drop volatile state."""
+        self.driver_features = 0
+
+    def handle(self, queue_index: int, chain: DescriptorChain) -> int:
+        """Process one request chain from virtqueue ``queue_index``.
+
+        Returns the number of bytes written into the chain's writable part (the used element's ``len``).
+        Raise :class:`vfu_virtio.virtio.chain.GuestError` only for transport-level faults that the
+        device specification answers with DEVICE_NEEDS_RESET; request-level faults are answered in-band
+        with the device's status code.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Process shutdown: release persistent resources (store handles)."""

@@ -1,0 +1,88 @@
+"""Guest memory as the device sees it: the DMA regions libvfio-user mapped into this process.
+
+Each DMA region the client registers (VFIO_USER_DMA_MAP with an fd) is mapped by libvfio-user; we wrap
+its ``vaddr`` in a zero-copy ``memoryview`` and translate guest addresses (IOVAs) with bounds checks.
+Guest memory is never read through ``vfu_sgl_read``/``vfu_sgl_write`` (the pinned revision's
+message-based path has an address bug). A region mapped without PROT_WRITE is readable only: a
+device-writable buffer there is a guest error, not a SIGSEGV.
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes as C
+import mmap
+
+from .chain import GuestError
+
+
+class _Region:
+    __slots__ = ("iova", "end", "view", "writable")
+
+    def __init__(self, iova: int, length: int, view: memoryview | None, writable: bool):
+        self.iova = iova
+        self.end = iova + length
+        self.view = view
+        self.writable = writable
+
+
+class GuestMemory:
+    """The set of DMA regions, sorted by IOVA.
+
+    :meth:`translate` returns a ``memoryview`` of exactly ``length`` bytes at guest address ``addr`` or
+    raises :class:`GuestError` naming the address, the length and the reason (not mapped, crosses a
+    region end, not mappable by us, read-only).
+    """
+
+    def __init__(self) -> None:
+        self._regions: list[_Region] = []
+        self._starts: list[int] = []
+        self.generation = 0  # bumped on every unmap: views taken before may be stale
+
+    def add(self, iova: int, length: int, vaddr: int | None, prot: int) -> None:
+        """Register a DMA region; ``vaddr`` None means libvfio-user could not map it (no fd)."""
+        view = None
+        if vaddr:
+            view = memoryview((C.c_char * length).from_address(vaddr)).cast("B")
+        region = _Region(iova, length, view, bool(prot & mmap.PROT_WRITE))
+        i = bisect.bisect(self._starts, iova)
+        self._regions.insert(i, region)
+        self._starts.insert(i, iova)
+
+    def remove(self, iova: int, length: int) -> None:
+        """Forget the region at ``iova`` (must be called before libvfio-user unmaps it)."""
+        for i, r in enumerate(self._regions):
+            if r.iova == iova and r.end == iova + length:
+                if r.view is not None:
+                    r.view.release()
+                del self._regions[i]
+                del self._starts[i]
+                self.generation += 1
+                return
+
+    def clear(self) -> None:
+        for r in self._regions:
+            if r.view is not None:
+                r.view.release()
+        self._regions.clear()
+        self._starts.clear()
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def translate(self, addr: int, length: int, write: bool = False) -> memoryview:
+        """A view of guest bytes ``[addr, addr+length)``; raises :class:`GuestError` when not fully mapped."""
+        i = bisect.bisect(self._starts, addr) - 1
+        if i >= 0:
+            r = self._regions[i]
+            end = addr + length
+            if end <= r.end:
+                if r.view is None:
+                    raise GuestError(f"guest address {addr:#x} is in a DMA region without an fd (not mappable)")
+                if write and not r.writable:
+                    raise GuestError(f"guest address {addr:#x}+{length} is device-writable but mapped read-only")
+                off = addr - r.iova
+                return r.view[off:off + length]
+            raise GuestError(f"guest buffer {addr:#x}+{length:#x} crosses the end of DMA region "
+                             f"{r.iova:#x}-{r.end:#x}")
+        raise GuestError(f"guest address {addr:#x}+{length:#x} is outside every DMA region")
