@@ -62,6 +62,8 @@ class DeviceServer:
         cfg_len = len(dev.config_space())
         if cfg_len > layout.DEVICE_CFG_MAX:
             raise ValueError(f"device config of {cfg_len} bytes exceeds the {layout.DEVICE_CFG_MAX}-byte window")
+        # the config space callback must exist before a VFU_CAP_FLAG_CALLBACK capability is added
+        ctx.setup_region(L.VFU_PCI_DEV_CFG_REGION_IDX, L.PCI_CFG_SPACE_SIZE, self._config_access, L.VFU_REGION_FLAG_RW)
         B = layout.VIRTIO_BAR
         ctx.add_capability(caps.virtio_cap(VIRTIO_PCI_CAP_COMMON_CFG, B, layout.COMMON_CFG_OFFSET,
                                            layout.COMMON_CFG_LENGTH), layout.CAP_COMMON, L.VFU_CAP_FLAG_READONLY)
@@ -76,7 +78,6 @@ class DeviceServer:
         ctx.add_capability(caps.msix_cap(self.transport.num_vectors, layout.MSIX_BAR, layout.MSIX_TABLE_OFFSET,
                                          layout.MSIX_BAR, layout.MSIX_PBA_OFFSET), layout.CAP_MSIX)
         mem_rw = L.VFU_REGION_FLAG_RW | L.VFU_REGION_FLAG_MEM
-        ctx.setup_region(L.VFU_PCI_DEV_CFG_REGION_IDX, L.PCI_CFG_SPACE_SIZE, self._config_access, L.VFU_REGION_FLAG_RW)
         ctx.setup_region(layout.VIRTIO_BAR, layout.VIRTIO_BAR_SIZE, self.transport.bar0_access, mem_rw)
         ctx.setup_region(layout.MSIX_BAR, layout.MSIX_BAR_SIZE, self.transport.msix_access, mem_rw)
         ctx.setup_irqs(L.VFU_DEV_INTX_IRQ, 1)
@@ -116,8 +117,8 @@ class DeviceServer:
         bar = self.cfg[base + caps.CFG_CAP_BAR][0]
         off, length = struct.unpack_from("<II", bytes(self.cfg[base + caps.CFG_CAP_OFFSET:base + 16]))
         if bar != layout.VIRTIO_BAR or length not in (1, 2, 4) or off % length or off + length > layout.VIRTIO_BAR_SIZE:
-            log.warning("PCI cfg access window bar=%d offset=%#x length=%d refused (BAR0, 1/2/4 bytes, aligned)",
-                        bar, off, length)
+            log.debug("PCI cfg access window bar=%d offset=%#x length=%d not served (BAR0, 1/2/4 bytes, aligned)",
+                      bar, off, length)
             return None
         if data is None:
             return self.transport.bar0_access(off, length, None)
@@ -129,7 +130,7 @@ class DeviceServer:
         log.debug("DMA region mapped: iova=%#x len=%#x vaddr=%s prot=%d", iova, length,
                   hex(vaddr) if vaddr else None, prot)
         if not vaddr:
-            log.warning("DMA region %#x+%#x came without an fd: the device cannot access it", iova, length)
+            log.debug("DMA region %#x+%#x came without an fd: the device cannot access it", iova, length)
         self.memory.add(iova, length, vaddr, prot)
 
     def _dma_unmap(self, iova: int, length: int) -> None:

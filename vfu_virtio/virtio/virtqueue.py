@@ -139,4 +139,4 @@ class SplitVirtqueue:
     def set_avail_event(self) -> None:
         """With EVENT_IDX: ask to be kicked when the driver adds past what we consumed."""
         if self.event_idx:
-            U16.pack_into(self.used, 6 + 8 * self.size, self.last_avail)
+            U16.pack_into(self.used, 4 + 8 * self.size, self.last_avail)
