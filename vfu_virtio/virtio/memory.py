@@ -73,7 +73,7 @@ class GuestMemory:
     def translate(self, addr: int, length: int, write: bool = False) -> memoryview:
         """A view of guest bytes ``[addr, addr+length)``; raises :class:`GuestError` when not fully mapped."""
         i = bisect.bisect(self._starts, addr) - 1
-        if i >= 0:
+        if i >= 0 and addr < self._regions[i].end:
             r = self._regions[i]
             end = addr + length
             if end <= r.end:

@@ -50,9 +50,10 @@ class SplitVirtqueue:
         self.avail = mem.translate(driver, 6 + 2 * size)
         self.used = mem.translate(device, 6 + 8 * size, write=True)
         self.generation = mem.generation
-        self.last_avail = U16.unpack_from(self.avail, 2)[0]
-        self.used_idx = U16.unpack_from(self.used, 2)[0]
-        self._signalled_used = self.used_idx
+        # a freshly enabled queue starts at index 0 on both rings ("Virtqueue Initialization")
+        self.last_avail = 0
+        self.used_idx = 0
+        self._signalled_used = 0
 
     def check_memory(self) -> None:
         """Raise :class:`GuestError` if a DMA region was unmapped since the rings were translated."""
