@@ -46,19 +46,28 @@ class SplitVirtqueue:
         self.mem = mem
         self.event_idx = event_idx
         self.indirect = indirect
-        self.desc = mem.translate(desc, 16 * size)
-        self.avail = mem.translate(driver, 6 + 2 * size)
-        self.used = mem.translate(device, 6 + 8 * size, write=True)
-        self.generation = mem.generation
+        self.addresses = (desc, driver, device)
+        self._map_rings()
         # a freshly enabled queue starts at index 0 on both rings ("Virtqueue Initialization")
         self.last_avail = 0
         self.used_idx = 0
         self._signalled_used = 0
 
+    def _map_rings(self) -> None:
+        desc, driver, device = self.addresses
+        size = self.size
+        self.desc = self.mem.translate(desc, 16 * size)
+        self.avail = self.mem.translate(driver, 6 + 2 * size)
+        self.used = self.mem.translate(device, 6 + 8 * size, write=True)
+        self.generation = self.mem.generation
+
     def check_memory(self) -> None:
-        """Raise :class:`GuestError` if a DMA region was unmapped since the rings were translated."""
+        """Re-translate the rings if a DMA region was unmapped since; :class:`GuestError` if they are gone."""
         if self.generation != self.mem.generation:
-            raise GuestError(f"queue {self.index}: a DMA region was unmapped while the queue was live")
+            try:
+                self._map_rings()
+            except GuestError as e:
+                raise GuestError(f"queue {self.index}: rings no longer mapped after a DMA unmap: {e}") from None
 
     def pending(self) -> bool:
         return U16.unpack_from(self.avail, 2)[0] != self.last_avail
