@@ -10,6 +10,7 @@ cleanly and the socket file is removed.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -32,6 +33,10 @@ log = logging.getLogger("vfu_virtio.server")
 
 PCI_SUBSYSTEM_ID = 0x1100  # "PCI Device Discovery": non-transitional devices use 0x40 or higher
 PCI_REVISION_ID_OFFSET = 0x08
+# libvfio-user's blocking receives (the version negotiation after accept, a message body after its
+# header) are interrupted after this long by SIGALRM, so a client that goes silent mid-message cannot
+# hang the device (main thread only: that is where the signal lands).
+CLIENT_RECEIVE_TIMEOUT_S = 5.0
 
 
 class DeviceServer:
@@ -50,6 +55,7 @@ class DeviceServer:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.clients = 0
+        self._alarm = False
         self._build()
 
     # ---- the PCI function -----------------------------------------------------------------------
@@ -162,6 +168,9 @@ class DeviceServer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda s, _f: (log.info("%s: shutting down", signal.Signals(s).name),
                                                   self.stop()))
+            signal.signal(signal.SIGALRM, lambda _s, _f: log.warning(
+                "client silent for %.0f s inside a message: dropping it", CLIENT_RECEIVE_TIMEOUT_S))
+            self._alarm = True
         try:
             log.info("serving virtio %s (PCI %04x:%04x) on %s", self.device.name, VIRTIO_PCI_VENDOR_ID,
                      VIRTIO_PCI_DEVICE_ID_BASE + self.device.device_id, self.socket_path)
@@ -191,14 +200,27 @@ class DeviceServer:
                 pass
         return fd in ready
 
+    @contextlib.contextmanager
+    def _deadline(self):
+        """Interrupt a libvfio-user call that blocks on a silent client (EINTR) after the receive timeout."""
+        if not self._alarm:
+            yield
+            return
+        signal.setitimer(signal.ITIMER_REAL, CLIENT_RECEIVE_TIMEOUT_S)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
     def _wait_for_client(self) -> bool:
+        listen_fd = self.ctx.poll_fd()
         while not self._stop.is_set():
-            self._poll(self.ctx.poll_fd(), 1000)
-            if self._stop.is_set():
-                return False
+            if not self._poll(listen_fd, 1000) or self._stop.is_set():
+                continue
             try:
-                if self.ctx.attach():
-                    return True
+                with self._deadline():
+                    if self.ctx.attach():
+                        return True
             except OSError as e:
                 # a client that connected and failed the version negotiation: wait for the next one
                 log.warning("client refused during attach: %s", e)
@@ -210,13 +232,13 @@ class DeviceServer:
             if not self._poll(fd, 1000) and not self.transport.pending:
                 continue
             try:
-                while self.ctx.run():
-                    self._after_message()
+                with self._deadline():
+                    while self.ctx.run():
+                        self._after_message()
             except ConnectionError:
                 return
-            except OSError as e:
-                log.error("vfio-user message handling failed: %s; dropping the client", e)
-                return
+            except OSError as e:  # the library answered the client with an error, or was interrupted
+                log.warning("vfio-user message handling failed: %s", e)
             self._after_message()
 
     def close(self) -> None:
