@@ -24,7 +24,8 @@ from .libvfio_user import _lib as L
 from .pci import capabilities as caps
 from .pci import layout
 from .virtio.constants import (VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
-                               VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_VENDOR_ID)
+                               VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_DEVICE_ID_BASE,
+                               VIRTIO_PCI_VENDOR_ID)
 from .virtio.device import VirtioDevice
 from .virtio.memory import GuestMemory
 from .virtio.transport import VirtioPciTransport
@@ -51,7 +52,7 @@ class DeviceServer:
         self.socket_path = socket_path
         self.memory = GuestMemory()
         self.ctx = VfuContext(socket_path, log_level)
-        self.transport = VirtioPciTransport(device, self.memory, self.ctx.irq_trigger)
+        self.transport = VirtioPciTransport(device, self.memory, self._interrupt)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.clients = 0
@@ -131,6 +132,14 @@ class DeviceServer:
         self.transport.bar0_access(off, length, bytes(data[:length]))
         self._after_message()
         return None
+
+    def _interrupt(self, vector: int) -> None:
+        """MSI-X vector ``vector`` if the driver enabled MSI-X (Message Control bit 15), else INTx."""
+        if self.cfg[layout.CAP_MSIX + 3][0] & 0x80:
+            if vector != VIRTIO_MSI_NO_VECTOR:
+                self.ctx.irq_trigger(vector)
+        else:
+            self.ctx.irq_trigger(0)
 
     def _dma_map(self, iova: int, length: int, vaddr: int | None, prot: int) -> None:
         log.debug("DMA region mapped: iova=%#x len=%#x vaddr=%s prot=%d", iova, length,

@@ -69,7 +69,8 @@ class QueueState:
 class VirtioPciTransport:
     """Register-level model of one virtio-pci function.
 
-    ``irq(vector)`` signals an MSI-X vector (returns False if the client gave no eventfd for it).
+    ``irq(vector)`` signals an interrupt: the MSI-X ``vector`` when MSI-X is enabled (nothing for
+    VIRTIO_MSI_NO_VECTOR), otherwise INTx with the ISR status bits set here ("Used Buffer Notifications").
     Region handlers: :meth:`bar0_access`, :meth:`msix_access`; queue work: :meth:`process_pending`.
     """
 
@@ -119,8 +120,7 @@ class VirtioPciTransport:
 
     def _config_interrupt(self) -> None:
         self.isr |= 2
-        if self.msix_config != VIRTIO_MSI_NO_VECTOR:
-            self.irq(self.msix_config)
+        self.irq(self.msix_config)
 
     def needs_reset(self, why: str) -> None:
         """Guest error: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the driver."""
@@ -358,7 +358,6 @@ class VirtioPciTransport:
                 error = f"internal error in the {self.device.name} device: {e!r}"
             if ring.flush():  # what was handled before an error is still published
                 self.isr |= 1
-                if q.msix_vector != VIRTIO_MSI_NO_VECTOR:
-                    self.irq(q.msix_vector)
+                self.irq(q.msix_vector)
             if error:
                 self.needs_reset(error)
