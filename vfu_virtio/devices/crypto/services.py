@@ -1,0 +1,597 @@
+"""The crypto services behind the wire: one session class per service, every primitive from ``cryptography``.
+
+A session object is built from the plain parameter values of ``codec.py`` (a create-session request or the
+``sess_para`` of a stateless request) and validates them once; ``run(op)`` executes one data operation and
+returns the device-writable outputs as ``[(offset, bytes), ...]`` (offsets into the writable stream; the
+status byte is the device's business). Faults raise :class:`~.errors.CryptoStatus`.
+
+Validation ("Session operation: create session" device requirements, crypto.md 10.2/10.5):
+
+* algorithm not in this module's tables (or not working in the installed OpenSSL) -> NOTSUPP;
+* key length illegal for the algorithm, ``op`` not ENCRYPT/DECRYPT, ``hash_result_len``/``tag_len`` out of
+  range, unknown chain order -> ERR (AMB-14, AMB-18, AMB-17);
+* data operation whose opcode direction differs from the session's ``op`` -> ERR (AMB-12).
+
+Semantics decided where the standard is silent:
+
+* CIPHER: one request = one complete operation with the request's IV; nothing (IV, counter, ARC4
+  keystream) carries over between requests (AMB-16). Exactly ``src_data_len`` bytes are produced at
+  ``dst_data`` offset 0, the rest of ``dst_data`` is zero (AMB-15). ECB/CBC need block-multiple input.
+  DES keys (8 bytes) and two-key 3DES keys (16 bytes) are expanded to the equivalent three-key EDE key
+  (K1K1K1, K1K2K1), which is how DES and keying option 2 are defined.
+* HASH/MAC: ``hash_result`` = the first ``hash_result_len`` bytes of the digest (truncation allowed,
+  1..digest size; SHAKE: 1..SHAKE_MAX_RESULT_LEN, the XOF output of that length). GMAC/CBC-MAC/XCBC/3GPP
+  MACs are not offered: the request format cannot carry their IV, or ``cryptography`` lacks them (AMB-25).
+* Chaining (AMB-19): ``dst_data`` = ``src_data`` with ``[cipher_start, +len_to_cipher)`` replaced by its
+  encryption/decryption; the hash/MAC input is ``aad || region[hash_start, +len_to_hash)`` where region is
+  ``src_data`` (HASH_THEN_CIPHER) or ``dst_data`` (CIPHER_THEN_HASH); the digest goes to ``hash_result``
+  right after ``dst_data[dst_data_len]``. HASH_MODE_NESTED -> NOTSUPP (no wire fields).
+* AEAD (AMB-17): encrypt writes ciphertext || tag; decrypt reads ciphertext || tag and writes the plaintext
+  only when the tag verifies, else BADMSG. GCM: 12-byte IV (16 = pre-computed J0 -> NOTSUPP), tags
+  4, 8, 12..16; CCM: 7..13-byte nonce, tags 4..16 even; ChaCha20-Poly1305: 12-byte nonce, 16-byte tag.
+* AKCIPHER ("AKCIPHER Service Operation"): RSA keys are DER RSAPrivateKey/RSAPublicKey (PKCS#1), ECDSA
+  private keys DER ECPrivateKey (RFC 5915; ``parameters`` may be omitted, ``curve_id`` governs), public
+  keys the ECPoint octets. RSA raw ("ciphertext and plaintext MUST be padded with leading zeros"):
+  output is always the modulus length ``k``; ``cryptography`` has no unpadded RSA, so raw RSA is the bare
+  modular exponentiation on the key numbers ``cryptography`` parsed (CRT for the private key), the one
+  place where Python arithmetic stands in for a library call (not constant-time). RSA PKCS#1 v1.5:
+  encrypt/decrypt (RSAES), sign/verify (EMSA with the session ``hash_algo``'s DigestInfo; src is the
+  digest); NO_HASH verify compares the recovered block, NO_HASH sign -> NOTSUPP; raw sign/verify -> NOTSUPP
+  (the standard forbids it). ECDSA: sign/verify of a 20/28/32/48/64-byte digest, DER Ecdsa-Sig-Value;
+  encrypt/decrypt -> NOTSUPP. A failed verification -> KEY_REJECTED.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
+from cryptography.hazmat.primitives import cmac, hashes, hmac, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
+
+from . import constants as C
+from .codec import (AeadOp, AeadParams, AkcipherOp, AkcipherParams, ChainOp, ChainParams, CipherOp,
+                    CipherParams, DigestOp, HashParams, MacParams, SessionParams)
+from .errors import CryptoStatus
+
+#: Largest SHAKE128/SHAKE256 ``hash_result_len`` in bytes (the XOF has no natural bound).
+SHAKE_MAX_RESULT_LEN = 4096
+
+Writes = list  # [(offset into the writable stream, bytes)]
+
+
+def _err(why: str) -> CryptoStatus:
+    return CryptoStatus(C.VIRTIO_CRYPTO_ERR, why)
+
+
+def _notsupp(why: str) -> CryptoStatus:
+    return CryptoStatus(C.VIRTIO_CRYPTO_NOTSUPP, why)
+
+
+def _direction(op: int) -> bool:
+    """``op`` VIRTIO_CRYPTO_OP_ENCRYPT (True) / _DECRYPT (False); anything else -> ERR."""
+    if op == C.VIRTIO_CRYPTO_OP_ENCRYPT:
+        return True
+    if op == C.VIRTIO_CRYPTO_OP_DECRYPT:
+        return False
+    raise _err(f"op {op} is neither VIRTIO_CRYPTO_OP_ENCRYPT nor _DECRYPT")
+
+
+# ---- CIPHER -----------------------------------------------------------------------------------------------
+def _des_key(key: bytes) -> bytes:
+    return key * 3  # DES = EDE with K1 = K2 = K3
+
+
+def _tdes_key(key: bytes) -> bytes:
+    return key + key[:8] if len(key) == 16 else key  # keying option 2: K1K2K1
+
+
+@dataclass(frozen=True)
+class CipherSpec:
+    """How one VIRTIO_CRYPTO_CIPHER_* value maps onto ``cryptography``: legal ``key_sizes`` (bytes),
+    ``iv_len`` (bytes, 0 = none), ``block`` (input must be a multiple; 1 = any), ``min_len`` (bytes)."""
+
+    algorithm: Callable[[bytes], object]
+    mode: Callable[[bytes], object] | None
+    key_sizes: frozenset
+    iv_len: int
+    block: int = 1
+    min_len: int = 0
+
+
+_CIPHER_SPECS = {
+    C.VIRTIO_CRYPTO_CIPHER_ARC4: CipherSpec(ARC4, None, frozenset({5, 7, 8, 10, 16, 20, 24, 32}), 0),
+    C.VIRTIO_CRYPTO_CIPHER_AES_ECB: CipherSpec(algorithms.AES, lambda iv: modes.ECB(), frozenset({16, 24, 32}),
+                                               0, 16),
+    C.VIRTIO_CRYPTO_CIPHER_AES_CBC: CipherSpec(algorithms.AES, modes.CBC, frozenset({16, 24, 32}), 16, 16),
+    C.VIRTIO_CRYPTO_CIPHER_AES_CTR: CipherSpec(algorithms.AES, modes.CTR, frozenset({16, 24, 32}), 16),
+    C.VIRTIO_CRYPTO_CIPHER_AES_XTS: CipherSpec(algorithms.AES, modes.XTS, frozenset({32, 64}), 16, 1, 16),
+    C.VIRTIO_CRYPTO_CIPHER_DES_ECB: CipherSpec(lambda k: TripleDES(_des_key(k)), lambda iv: modes.ECB(),
+                                               frozenset({8}), 0, 8),
+    C.VIRTIO_CRYPTO_CIPHER_DES_CBC: CipherSpec(lambda k: TripleDES(_des_key(k)), modes.CBC, frozenset({8}), 8, 8),
+    C.VIRTIO_CRYPTO_CIPHER_3DES_ECB: CipherSpec(lambda k: TripleDES(_tdes_key(k)), lambda iv: modes.ECB(),
+                                                frozenset({16, 24}), 0, 8),
+    C.VIRTIO_CRYPTO_CIPHER_3DES_CBC: CipherSpec(lambda k: TripleDES(_tdes_key(k)), modes.CBC,
+                                                frozenset({16, 24}), 8, 8),
+    C.VIRTIO_CRYPTO_CIPHER_3DES_CTR: CipherSpec(lambda k: TripleDES(_tdes_key(k)), modes.CTR,
+                                                frozenset({16, 24}), 8),
+}
+
+
+def _probe_cipher(spec: CipherSpec) -> bool:
+    key = bytes(range(1, max(spec.key_sizes) + 1))
+    mode = spec.mode(bytes(spec.iv_len)) if spec.mode else None
+    try:
+        Cipher(spec.algorithm(key), mode).encryptor().update(bytes(max(spec.block, spec.min_len, 16)))
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return True
+
+
+#: The cipher algorithms that work with the installed ``cryptography``/OpenSSL (3DES-CTR does not).
+CIPHERS = {algo: spec for algo, spec in _CIPHER_SPECS.items() if _probe_cipher(spec)}
+
+
+class CipherEngine:
+    """A validated cipher algorithm + key; :meth:`apply` runs one complete operation (AMB-15, AMB-16)."""
+
+    def __init__(self, algo: int, key: bytes):
+        spec = CIPHERS.get(algo)
+        if spec is None:
+            raise _notsupp(f"cipher algorithm {algo}")
+        if len(key) not in spec.key_sizes:
+            raise _err(f"cipher algorithm {algo} does not take a {len(key)}-byte key")
+        try:
+            self.algorithm = spec.algorithm(key)
+            if algo == C.VIRTIO_CRYPTO_CIPHER_AES_XTS:
+                modes.XTS(bytes(16)).validate_for_algorithm(self.algorithm)
+        except ValueError as e:  # e.g. XTS with equal key halves
+            raise _err(f"cipher key rejected: {e}") from None
+        self.spec = spec
+
+    def apply(self, encrypt: bool, iv: bytes, data: bytes) -> bytes:
+        """Encrypt or decrypt ``data`` with ``iv`` (must be exactly the mode's IV length) -> same length."""
+        spec = self.spec
+        if len(iv) != spec.iv_len:
+            raise _err(f"iv_len {len(iv)}, the algorithm needs {spec.iv_len} (AMB-16)")
+        if len(data) % spec.block:
+            raise _err(f"{len(data)} bytes is not a multiple of the {spec.block}-byte block")
+        if not data:
+            return b""
+        if len(data) < spec.min_len:
+            raise _err(f"{len(data)} bytes is shorter than the mode's minimum {spec.min_len}")
+        cipher = Cipher(self.algorithm, spec.mode(iv) if spec.mode else None)
+        ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+        return ctx.update(data) + ctx.finalize()
+
+
+class CipherSession:
+    """VIRTIO_CRYPTO_SYM_OP_CIPHER session ("Session operation: Symmetric algorithms session")."""
+
+    service = C.VIRTIO_CRYPTO_SERVICE_CIPHER
+    op_type = C.VIRTIO_CRYPTO_SYM_OP_CIPHER
+
+    def __init__(self, params: CipherParams):
+        self.engine = CipherEngine(params.algo, params.key)
+        self.encrypt = _direction(params.op)
+
+    def run(self, op: CipherOp) -> Writes:
+        """``dst_data[0:src_data_len]`` = the cipher output; ERR if ``dst_data_len < src_data_len``."""
+        if op.encrypt != self.encrypt:
+            raise _err("opcode direction differs from the session's op (AMB-12)")
+        if op.dst_len < len(op.src):
+            raise _err(f"dst_data_len {op.dst_len} < src_data_len {len(op.src)} (AMB-15)")
+        return [(0, self.engine.apply(op.encrypt, op.iv, op.src))]
+
+
+# ---- HASH and MAC -----------------------------------------------------------------------------------------
+_HASHES = {
+    C.VIRTIO_CRYPTO_HASH_MD5: hashes.MD5, C.VIRTIO_CRYPTO_HASH_SHA1: hashes.SHA1,
+    C.VIRTIO_CRYPTO_HASH_SHA_224: hashes.SHA224, C.VIRTIO_CRYPTO_HASH_SHA_256: hashes.SHA256,
+    C.VIRTIO_CRYPTO_HASH_SHA_384: hashes.SHA384, C.VIRTIO_CRYPTO_HASH_SHA_512: hashes.SHA512,
+    C.VIRTIO_CRYPTO_HASH_SHA3_224: hashes.SHA3_224, C.VIRTIO_CRYPTO_HASH_SHA3_256: hashes.SHA3_256,
+    C.VIRTIO_CRYPTO_HASH_SHA3_384: hashes.SHA3_384, C.VIRTIO_CRYPTO_HASH_SHA3_512: hashes.SHA3_512,
+}
+_XOFS = {C.VIRTIO_CRYPTO_HASH_SHA3_SHAKE128: hashes.SHAKE128, C.VIRTIO_CRYPTO_HASH_SHA3_SHAKE256: hashes.SHAKE256}
+#: VIRTIO_CRYPTO_HASH_* values offered.
+HASHES = frozenset(_HASHES) | frozenset(_XOFS)
+
+_HMACS = {
+    C.VIRTIO_CRYPTO_MAC_HMAC_MD5: hashes.MD5, C.VIRTIO_CRYPTO_MAC_HMAC_SHA1: hashes.SHA1,
+    C.VIRTIO_CRYPTO_MAC_HMAC_SHA_224: hashes.SHA224, C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256: hashes.SHA256,
+    C.VIRTIO_CRYPTO_MAC_HMAC_SHA_384: hashes.SHA384, C.VIRTIO_CRYPTO_MAC_HMAC_SHA_512: hashes.SHA512,
+}
+#: CMAC algorithms: (block cipher factory, legal key sizes in bytes).
+_CMACS = {
+    C.VIRTIO_CRYPTO_MAC_CMAC_AES: (algorithms.AES, frozenset({16, 24, 32})),
+    C.VIRTIO_CRYPTO_MAC_CMAC_3DES: (lambda k: TripleDES(_tdes_key(k)), frozenset({16, 24})),
+}
+#: VIRTIO_CRYPTO_MAC_* values offered.
+MACS = frozenset(_HMACS) | frozenset(_CMACS)
+
+
+class DigestEngine:
+    """A HASH or MAC algorithm with its result length (and key): :meth:`digest` -> ``result_len`` bytes."""
+
+    def __init__(self, params: HashParams | MacParams):
+        self.result_len = params.result_len
+        if isinstance(params, HashParams):
+            self.key = None
+            if params.algo in _XOFS:
+                if not 1 <= params.result_len <= SHAKE_MAX_RESULT_LEN:
+                    raise _err(f"SHAKE hash_result_len {params.result_len} not in 1..{SHAKE_MAX_RESULT_LEN}")
+                self.make = lambda: hashes.Hash(_XOFS[params.algo](params.result_len))
+                return
+            factory = _HASHES.get(params.algo)
+            if factory is None:
+                raise _notsupp(f"hash algorithm {params.algo}")
+            self.make = lambda: hashes.Hash(factory())
+            size = factory.digest_size
+        else:
+            if not params.key:
+                raise _err("empty MAC key (AMB-14)")
+            if params.algo in _HMACS:
+                factory = _HMACS[params.algo]
+                self.make = lambda: hmac.HMAC(params.key, factory())
+                size = factory.digest_size
+            elif params.algo in _CMACS:
+                block, sizes = _CMACS[params.algo]
+                if len(params.key) not in sizes:
+                    raise _err(f"MAC algorithm {params.algo} does not take a {len(params.key)}-byte key")
+                self.make = lambda: cmac.CMAC(block(params.key))
+                size = block(params.key).block_size // 8
+            else:
+                raise _notsupp(f"MAC algorithm {params.algo}")
+        if not 1 <= params.result_len <= size:
+            raise _err(f"hash_result_len {params.result_len} not in 1..{size} (AMB-18)")
+
+    def digest(self, data: bytes) -> bytes:
+        """The first ``result_len`` bytes of the digest/MAC of ``data``."""
+        ctx = self.make()
+        ctx.update(data)
+        return ctx.finalize()[:self.result_len]
+
+
+class DigestSession:
+    """HASH or MAC session ("HASH Service Operation", "MAC Service Operation")."""
+
+    op_type = 0
+
+    def __init__(self, params: HashParams | MacParams):
+        self.service = C.VIRTIO_CRYPTO_SERVICE_HASH if isinstance(params, HashParams) else C.VIRTIO_CRYPTO_SERVICE_MAC
+        self.engine = DigestEngine(params)
+
+    def run(self, op: DigestOp) -> Writes:
+        """``hash_result`` at offset 0; the request's ``hash_result_len`` must equal the session's (AMB-18)."""
+        if op.result_len != self.engine.result_len:
+            raise _err(f"hash_result_len {op.result_len} != the session's {self.engine.result_len} (AMB-18)")
+        return [(0, self.engine.digest(op.src))]
+
+
+# ---- Algorithm chaining -----------------------------------------------------------------------------------
+class ChainSession:
+    """VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING session: cipher + HASH (PLAIN) or MAC (AUTH) (AMB-19)."""
+
+    service = C.VIRTIO_CRYPTO_SERVICE_CIPHER
+    op_type = C.VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING
+
+    def __init__(self, params: ChainParams):
+        if params.order not in (C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER,
+                                C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH):
+            raise _err(f"alg_chain_order {params.order}")
+        self.cipher = CipherEngine(params.cipher.algo, params.cipher.key)
+        self.encrypt = _direction(params.cipher.op)
+        self.digest = DigestEngine(params.auth)
+        self.hash_first = params.order == C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER
+
+    def run(self, op: ChainOp) -> Writes:
+        """``dst_data`` at offset 0 (``src_data_len`` bytes), ``hash_result`` at offset ``dst_data_len``."""
+        if op.encrypt != self.encrypt:
+            raise _err("opcode direction differs from the session's op (AMB-12)")
+        n = len(op.src)
+        if op.dst_len < n:
+            raise _err(f"dst_data_len {op.dst_len} < src_data_len {n}")
+        if op.cipher_start + op.cipher_len > n or op.hash_start + op.hash_len > n:
+            raise _err("cipher or hash region outside src_data")
+        if op.hash_result_len != self.digest.result_len:
+            raise _err(f"hash_result_len {op.hash_result_len} != the session's {self.digest.result_len}")
+        dst = bytearray(op.src)
+        end = op.cipher_start + op.cipher_len
+        dst[op.cipher_start:end] = self.cipher.apply(op.encrypt, op.iv, op.src[op.cipher_start:end])
+        region = op.src if self.hash_first else dst
+        mac = self.digest.digest(op.aad + bytes(region[op.hash_start:op.hash_start + op.hash_len]))
+        return [(0, bytes(dst)), (op.dst_len, mac)]
+
+
+# ---- AEAD -------------------------------------------------------------------------------------------------
+_GCM_TAGS = frozenset({4, 8, 12, 13, 14, 15, 16})  # NIST SP 800-38D 5.2.1.2
+_CCM_TAGS = frozenset({4, 6, 8, 10, 12, 14, 16})  # NIST SP 800-38C A.1
+#: VIRTIO_CRYPTO_AEAD_* values offered.
+AEADS = frozenset({C.VIRTIO_CRYPTO_AEAD_GCM, C.VIRTIO_CRYPTO_AEAD_CCM, C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305})
+
+
+class AeadSession:
+    """AEAD session ("Session operation: AEAD session", "AEAD Service Operation"; AMB-17)."""
+
+    service = C.VIRTIO_CRYPTO_SERVICE_AEAD
+    op_type = 0
+
+    def __init__(self, params: AeadParams):
+        algo, key, tag_len = params.algo, params.key, params.tag_len
+        if algo not in AEADS:
+            raise _notsupp(f"AEAD algorithm {algo}")
+        if algo == C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305:
+            keys, tags = {32}, {16}
+        else:
+            keys, tags = {16, 24, 32}, _GCM_TAGS if algo == C.VIRTIO_CRYPTO_AEAD_GCM else _CCM_TAGS
+        if len(key) not in keys:
+            raise _err(f"AEAD algorithm {algo} does not take a {len(key)}-byte key")
+        if tag_len not in tags:
+            raise _err(f"tag_len {tag_len} is not legal for AEAD algorithm {algo}")
+        self.algo, self.key, self.tag_len = algo, key, tag_len
+        self.encrypt = _direction(params.op)
+
+    def _check_iv(self, iv: bytes) -> None:
+        n = len(iv)
+        if self.algo == C.VIRTIO_CRYPTO_AEAD_GCM and n == 16:
+            raise _notsupp("GCM with a 16-byte pre-computed J0")
+        ok = 7 <= n <= 13 if self.algo == C.VIRTIO_CRYPTO_AEAD_CCM else n == 12
+        if not ok:
+            raise _err(f"iv_len {n} is not legal for AEAD algorithm {self.algo}")
+
+    def run(self, op: AeadOp) -> Writes:
+        """Encrypt: ``dst_data`` = ciphertext || tag. Decrypt: plaintext, or BADMSG on a tag mismatch."""
+        if op.encrypt != self.encrypt:
+            raise _err("opcode direction differs from the session's op (AMB-12)")
+        if op.tag_len != self.tag_len:
+            raise _err(f"tag_len {op.tag_len} != the session's {self.tag_len} (AMB-17)")
+        self._check_iv(op.iv)
+        t = self.tag_len
+        if op.encrypt:
+            if op.dst_len < len(op.src) + t:
+                raise _err(f"dst_data_len {op.dst_len} < src_data_len + tag_len")
+            return [(0, self._seal(op.iv, op.src, op.aad))]
+        if len(op.src) < t:
+            raise _err(f"src_data_len {len(op.src)} < tag_len {t}")
+        if op.dst_len < len(op.src) - t:
+            raise _err(f"dst_data_len {op.dst_len} < src_data_len - tag_len")
+        try:
+            return [(0, self._open(op.iv, op.src[:-t] if t else op.src, op.src[len(op.src) - t:], op.aad))]
+        except InvalidTag:
+            raise CryptoStatus(C.VIRTIO_CRYPTO_BADMSG, "authentication tag mismatch") from None
+
+    def _seal(self, iv: bytes, data: bytes, aad: bytes) -> bytes:
+        try:
+            if self.algo == C.VIRTIO_CRYPTO_AEAD_GCM:
+                ctx = Cipher(algorithms.AES(self.key), modes.GCM(iv)).encryptor()
+                ctx.authenticate_additional_data(aad)
+                out = ctx.update(data) + ctx.finalize()
+                return out + ctx.tag[:self.tag_len]
+            if self.algo == C.VIRTIO_CRYPTO_AEAD_CCM:
+                return AESCCM(self.key, self.tag_len).encrypt(iv, data, aad)
+            return ChaCha20Poly1305(self.key).encrypt(iv, data, aad)
+        except (ValueError, OverflowError) as e:  # e.g. CCM message too long for the nonce's length field
+            raise _err(f"AEAD encryption refused: {e}") from None
+
+    def _open(self, iv: bytes, ct: bytes, tag: bytes, aad: bytes) -> bytes:
+        try:
+            if self.algo == C.VIRTIO_CRYPTO_AEAD_GCM:
+                ctx = Cipher(algorithms.AES(self.key), modes.GCM(iv, tag, min_tag_length=len(tag))).decryptor()
+                ctx.authenticate_additional_data(aad)
+                out = ctx.update(ct)
+                return out + ctx.finalize()  # raises InvalidTag before anything is returned
+            if self.algo == C.VIRTIO_CRYPTO_AEAD_CCM:
+                return AESCCM(self.key, self.tag_len).decrypt(iv, ct + tag, aad)
+            return ChaCha20Poly1305(self.key).decrypt(iv, ct + tag, aad)
+        except (ValueError, OverflowError) as e:
+            raise _err(f"AEAD decryption refused: {e}") from None
+
+
+# ---- AKCIPHER ---------------------------------------------------------------------------------------------
+_RSA_HASHES = {
+    C.VIRTIO_CRYPTO_RSA_MD5: hashes.MD5, C.VIRTIO_CRYPTO_RSA_SHA1: hashes.SHA1,
+    C.VIRTIO_CRYPTO_RSA_SHA224: hashes.SHA224, C.VIRTIO_CRYPTO_RSA_SHA256: hashes.SHA256,
+    C.VIRTIO_CRYPTO_RSA_SHA384: hashes.SHA384, C.VIRTIO_CRYPTO_RSA_SHA512: hashes.SHA512,
+}
+_CURVES = {
+    C.VIRTIO_CRYPTO_CURVE_NIST_P192: ec.SECP192R1, C.VIRTIO_CRYPTO_CURVE_NIST_P224: ec.SECP224R1,
+    C.VIRTIO_CRYPTO_CURVE_NIST_P256: ec.SECP256R1, C.VIRTIO_CRYPTO_CURVE_NIST_P384: ec.SECP384R1,
+    C.VIRTIO_CRYPTO_CURVE_NIST_P521: ec.SECP521R1,
+}
+#: ECDSA digest lengths (bytes) and the hash whose size they match (only the length matters to ECDSA).
+_ECDSA_DIGESTS = {20: hashes.SHA1, 28: hashes.SHA224, 32: hashes.SHA256, 48: hashes.SHA384, 64: hashes.SHA512}
+#: VIRTIO_CRYPTO_AKCIPHER_* values offered.
+AKCIPHERS = frozenset({C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_ECDSA})
+
+
+def _der_ec_private_scalar(der: bytes) -> int:
+    """The ``privateKey`` OCTET STRING of a DER ECPrivateKey (RFC 5915) as an integer; ERR if malformed."""
+    def tlv(buf: bytes, pos: int) -> tuple[int, int, int]:
+        if pos + 2 > len(buf):
+            raise _err("truncated DER")
+        tag, n = buf[pos], buf[pos + 1]
+        pos += 2
+        if n & 0x80:
+            k = n & 0x7F
+            if k == 0 or k > 4 or pos + k > len(buf):
+                raise _err("bad DER length")
+            n, pos = int.from_bytes(buf[pos:pos + k], "big"), pos + k
+        if pos + n > len(buf):
+            raise _err("truncated DER")
+        return tag, pos, pos + n
+    tag, start, end = tlv(der, 0)
+    if tag != 0x30:
+        raise _err("ECPrivateKey is not a SEQUENCE")
+    tag, vstart, vend = tlv(der, start)
+    if tag != 0x02 or der[vstart:vend] != b"\x01":
+        raise _err("ECPrivateKey version is not 1")
+    tag, kstart, kend = tlv(der, vend)
+    if tag != 0x04 or kend > end:
+        raise _err("ECPrivateKey privateKey is not an OCTET STRING")
+    return int.from_bytes(der[kstart:kend], "big")
+
+
+class AkcipherSession:
+    """AKCIPHER session (RSA, ECDSA): "Session operation: AKCIPHER session", "AKCIPHER Service Operation"."""
+
+    service = C.VIRTIO_CRYPTO_SERVICE_AKCIPHER
+    op_type = 0
+
+    def __init__(self, params: AkcipherParams):
+        if params.algo not in AKCIPHERS:
+            raise _notsupp(f"AKCIPHER algorithm {params.algo}")
+        if params.key_type not in (C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE):
+            raise _err(f"key_type {params.key_type}")
+        self.algo = params.algo
+        self.private = params.key_type == C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE
+        if params.algo == C.VIRTIO_CRYPTO_AKCIPHER_RSA:
+            self._init_rsa(params)
+        else:
+            self._init_ecdsa(params)
+
+    def _init_rsa(self, params: AkcipherParams) -> None:
+        if params.padding not in (C.VIRTIO_CRYPTO_RSA_RAW_PADDING, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING):
+            raise _notsupp(f"RSA padding_algo {params.padding}")
+        self.raw = params.padding == C.VIRTIO_CRYPTO_RSA_RAW_PADDING
+        self.hash = None
+        if not self.raw and params.hash_algo != C.VIRTIO_CRYPTO_RSA_NO_HASH:
+            factory = _RSA_HASHES.get(params.hash_algo)
+            if factory is None:
+                raise _notsupp(f"RSA hash_algo {params.hash_algo}")
+            self.hash = factory()
+        try:
+            if self.private:
+                key = serialization.load_der_private_key(params.key, None)
+            else:
+                key = serialization.load_der_public_key(params.key)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise _err(f"RSA key not loadable: {e}") from None
+        if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+            raise _err("the key is not an RSA key")
+        self.key = key
+        self.public = key.public_key() if self.private else key
+        self.k = (self.public.key_size + 7) // 8
+
+    def _init_ecdsa(self, params: AkcipherParams) -> None:
+        factory = _CURVES.get(params.curve)
+        if factory is None:
+            raise _notsupp(f"ECDSA curve_id {params.curve}")
+        curve = factory()
+        try:
+            if self.private:
+                try:
+                    key = serialization.load_der_private_key(params.key, None)
+                except (ValueError, TypeError, UnsupportedAlgorithm):  # ECPrivateKey without parameters
+                    key = ec.derive_private_key(_der_ec_private_scalar(params.key), curve)
+                if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != curve.name:
+                    raise _err("the key is not an ECDSA key on the session's curve")
+            else:
+                key = ec.EllipticCurvePublicKey.from_encoded_point(curve, params.key)
+        except ValueError as e:
+            raise _err(f"ECDSA key not loadable: {e}") from None
+        self.key = key
+        self.public = key.public_key() if self.private else key
+
+    def run(self, op: AkcipherOp) -> Writes:
+        """The result at offset 0 (its length tells the driver the result size); VERIFY writes nothing."""
+        fn = self._rsa if self.algo == C.VIRTIO_CRYPTO_AKCIPHER_RSA else self._ecdsa
+        out = fn(op)
+        if out is None:
+            return []
+        if len(out) > op.dst_len:
+            raise _err(f"result of {len(out)} bytes does not fit dst_data_len {op.dst_len}")
+        return [(0, out)]
+
+    def _need_private(self) -> None:
+        if not self.private:
+            raise _err("the operation needs a private-key session")
+
+    def _rsa_raw(self, data: bytes, private: bool) -> bytes:
+        if len(data) > self.k:
+            raise _err(f"{len(data)}-byte input exceeds the {self.k}-byte modulus")
+        x = int.from_bytes(data, "big")
+        pub = self.public.public_numbers()
+        if x >= pub.n:
+            raise _err("input is not smaller than the modulus")
+        if private:
+            p = self.key.private_numbers()
+            m1, m2 = pow(x, p.dmp1, p.p), pow(x, p.dmq1, p.q)
+            y = m2 + (p.iqmp * (m1 - m2) % p.p) * p.q
+        else:
+            y = pow(x, pub.e, pub.n)
+        return y.to_bytes(self.k, "big")
+
+    def _rsa(self, op: AkcipherOp) -> bytes | None:
+        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT:
+            if self.raw:
+                return self._rsa_raw(op.src, private=False)
+            try:
+                return self.public.encrypt(op.src, padding.PKCS1v15())
+            except ValueError as e:
+                raise _err(f"RSA encryption refused: {e}") from None
+        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT:
+            self._need_private()
+            if self.raw:
+                return self._rsa_raw(op.src, private=True)
+            try:
+                return self.key.decrypt(op.src, padding.PKCS1v15())
+            except ValueError as e:
+                raise _err(f"RSA decryption failed: {e}") from None
+        if self.raw:
+            raise _notsupp("RSA raw-padding sessions cannot sign or verify")
+        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_SIGN:
+            self._need_private()
+            if self.hash is None:
+                raise _notsupp("PKCS#1 v1.5 signing without a hash_algo")
+            try:
+                return self.key.sign(op.src, padding.PKCS1v15(), utils.Prehashed(self.hash))
+            except ValueError as e:
+                raise _err(f"RSA signing refused: {e}") from None
+        try:
+            if self.hash is None:
+                if self.public.recover_data_from_signature(op.src, padding.PKCS1v15(), None) != op.message:
+                    raise InvalidSignature()
+            else:
+                self.public.verify(op.src, op.message, padding.PKCS1v15(), utils.Prehashed(self.hash))
+        except InvalidSignature:
+            raise CryptoStatus(C.VIRTIO_CRYPTO_KEY_REJECTED, "RSA signature verification failed") from None
+        except ValueError as e:
+            raise _err(f"RSA verification refused: {e}") from None
+        return None
+
+    def _ecdsa(self, op: AkcipherOp) -> bytes | None:
+        if op.opcode in (C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT):
+            raise _notsupp("ECDSA cannot encrypt or decrypt")
+        digest = op.src if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_SIGN else op.message
+        factory = _ECDSA_DIGESTS.get(len(digest))
+        if factory is None:
+            raise _err(f"a {len(digest)}-byte digest is not 20, 28, 32, 48 or 64 bytes")
+        algorithm = ec.ECDSA(utils.Prehashed(factory()))
+        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_SIGN:
+            self._need_private()
+            return self.key.sign(digest, algorithm)
+        try:
+            self.public.verify(op.src, digest, algorithm)
+        except (InvalidSignature, ValueError):
+            raise CryptoStatus(C.VIRTIO_CRYPTO_KEY_REJECTED, "ECDSA signature verification failed") from None
+        return None
+
+
+# ---- Session factory ----------------------------------------------------------------------------------------
+Session = CipherSession | ChainSession | DigestSession | AeadSession | AkcipherSession
+
+
+def make_session(params: SessionParams) -> Session:
+    """Build (and validate) the session object for ``params``; raises :class:`CryptoStatus` NOTSUPP/ERR."""
+    if isinstance(params, CipherParams):
+        return CipherSession(params)
+    if isinstance(params, ChainParams):
+        return ChainSession(params)
+    if isinstance(params, (HashParams, MacParams)):
+        return DigestSession(params)
+    if isinstance(params, AeadParams):
+        return AeadSession(params)
+    return AkcipherSession(params)
