@@ -144,12 +144,9 @@ class CipherEngine:
             raise _notsupp(f"cipher algorithm {algo}")
         if len(key) not in spec.key_sizes:
             raise _err(f"cipher algorithm {algo} does not take a {len(key)}-byte key")
-        try:
-            self.algorithm = spec.algorithm(key)
-            if algo == C.VIRTIO_CRYPTO_CIPHER_AES_XTS:
-                modes.XTS(bytes(16)).validate_for_algorithm(self.algorithm)
-        except ValueError as e:  # e.g. XTS with equal key halves
-            raise _err(f"cipher key rejected: {e}") from None
+        if algo == C.VIRTIO_CRYPTO_CIPHER_AES_XTS and key[:len(key) // 2] == key[len(key) // 2:]:
+            raise _err("AES-XTS key with two equal halves (OpenSSL refuses them)")
+        self.algorithm = spec.algorithm(key)
         self.spec = spec
 
     def apply(self, encrypt: bool, iv: bytes, data: bytes) -> bytes:

@@ -1,0 +1,460 @@
+"""virtio-crypto services beyond the Linux path, in-process: algorithm chaining, HASH/MAC/AEAD/AKCIPHER
+rules and statuses, REVISION_1 (unpadded heads, NOSPC) and stateless mode, and a property test that the
+descriptor split never changes a result.
+
+Expected values are computed independently with ``cryptography`` in the test; known-answer vectors live in
+``test_crypto_vectors.py``.
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vfu_virtio.devices.crypto import CryptoDevice
+from vfu_virtio.devices.crypto import constants as C
+from vfu_virtio.devices.crypto import driver as D
+from vfu_virtio.virtio.chain import DescriptorChain
+
+OK, ERR, BADMSG, NOTSUPP, INVSESS, NOSPC, KEY_REJECTED = 0, 1, 2, 3, 4, 5, 6
+ENC, DEC = C.VIRTIO_CRYPTO_OP_ENCRYPT, C.VIRTIO_CRYPTO_OP_DECRYPT
+REV1 = 1 << C.VIRTIO_CRYPTO_F_REVISION_1
+ALL_STATELESS = REV1 | sum(1 << b for b in range(1, 6))
+KEY16, IV16 = bytes(range(16)), bytes(range(100, 116))
+
+
+def aes_cbc(key, iv, data, encrypt=True):
+    c = Cipher(algorithms.AES(key), modes.CBC(iv))
+    ctx = c.encryptor() if encrypt else c.decryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def hmac_sha256(key, data):
+    m = hmac.HMAC(key, hashes.SHA256())
+    m.update(data)
+    return m.finalize()
+
+
+def sha1(data):
+    d = hashes.Hash(hashes.SHA1())
+    d.update(data)
+    return d.finalize()
+
+
+@pytest.fixture
+def drv():
+    return D.InProcess(CryptoDevice(max_dataqueues=2, max_sessions=16, max_size=1 << 16))
+
+
+@pytest.fixture
+def rev1():
+    return D.InProcess(CryptoDevice(max_dataqueues=1, max_sessions=4, max_size=1 << 16), features=REV1)
+
+
+@pytest.fixture
+def stateless():
+    return D.InProcess(CryptoDevice(max_dataqueues=1, max_sessions=4, max_size=1 << 16), features=ALL_STATELESS)
+
+
+# ---- algorithm chaining ------------------------------------------------------------------------------------
+SRC = bytes(range(64))
+AAD = b"associated"
+
+
+def test_chain_cipher_then_mac(drv):
+    """CIPHER_THEN_HASH, AUTH: dst = src with [16, 48) encrypted; MAC over aad || dst[0, 64)."""
+    sid, st = drv.create(D.chain_create_session(
+        C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH, C.VIRTIO_CRYPTO_SYM_HASH_MODE_AUTH,
+        C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, ENC, C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, 16, auth_key=b"k" * 20,
+        aad_len=len(AAD)))
+    assert st == OK
+    done = drv.data(D.chain_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, sid, IV16, SRC, AAD, 16, 32, 0, 64, 16))
+    dst = SRC[:16] + aes_cbc(KEY16, IV16, SRC[16:48]) + SRC[48:]
+    assert (done.status, done.out, done.used) == (OK, dst + hmac_sha256(b"k" * 20, AAD + dst)[:16], 64 + 16 + 1)
+
+
+def test_chain_hash_then_cipher_plain(drv):
+    """HASH_THEN_CIPHER, PLAIN SHA-1: the digest covers aad || the source region; decrypt direction."""
+    sid, st = drv.create(D.chain_create_session(
+        C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER, C.VIRTIO_CRYPTO_SYM_HASH_MODE_PLAIN,
+        C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, DEC, C.VIRTIO_CRYPTO_HASH_SHA1, 20))
+    assert st == OK
+    done = drv.data(D.chain_data(C.VIRTIO_CRYPTO_CIPHER_DECRYPT, sid, IV16, SRC, AAD, 0, 64, 8, 40, 20,
+                                 dst_len=70))
+    dst = aes_cbc(KEY16, IV16, SRC, encrypt=False)
+    assert done.status == OK
+    assert done.out == dst + bytes(6) + sha1(AAD + SRC[8:48])
+
+
+def test_chain_without_aad(drv):
+    sid, _ = drv.create(D.chain_create_session(
+        C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH, C.VIRTIO_CRYPTO_SYM_HASH_MODE_PLAIN,
+        C.VIRTIO_CRYPTO_CIPHER_AES_CTR, KEY16, ENC, C.VIRTIO_CRYPTO_HASH_SHA1, 20))
+    done = drv.data(D.chain_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, sid, IV16, SRC[:10], b"", 0, 10, 0, 10, 20))
+    ctx = Cipher(algorithms.AES(KEY16), modes.CTR(IV16)).encryptor()
+    ct = ctx.update(SRC[:10])
+    assert (done.status, done.out) == (OK, ct + sha1(ct))
+
+
+@pytest.mark.parametrize("order, hash_mode, status", [
+    (C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH, C.VIRTIO_CRYPTO_SYM_HASH_MODE_NESTED, NOTSUPP),
+    (C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH, 9, ERR),
+    (3, C.VIRTIO_CRYPTO_SYM_HASH_MODE_PLAIN, ERR),
+])
+def test_chain_session_rejections(drv, order, hash_mode, status):
+    assert drv.create(D.chain_create_session(order, hash_mode, C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, ENC,
+                                             C.VIRTIO_CRYPTO_HASH_SHA1, 20)) == (0, status)
+
+
+def test_chain_data_rejections(drv):
+    sid, _ = drv.create(D.chain_create_session(
+        C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH, C.VIRTIO_CRYPTO_SYM_HASH_MODE_PLAIN,
+        C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, ENC, C.VIRTIO_CRYPTO_HASH_SHA1, 20))
+    enc = C.VIRTIO_CRYPTO_CIPHER_ENCRYPT
+    assert drv.data(D.chain_data(enc, sid, IV16, SRC, b"", 48, 32, 0, 64, 20)).status == ERR   # cipher region
+    assert drv.data(D.chain_data(enc, sid, IV16, SRC, b"", 0, 64, 60, 8, 20)).status == ERR    # hash region
+    assert drv.data(D.chain_data(enc, sid, IV16, SRC, b"", 0, 64, 0, 64, 16)).status == ERR    # result length
+    assert drv.data(D.cipher_data(enc, sid, IV16, SRC)).status == ERR                          # op_type differs
+
+
+# ---- HASH / MAC ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo, result_len, status", [
+    (C.VIRTIO_CRYPTO_HASH_SHA_256, 0, ERR),
+    (C.VIRTIO_CRYPTO_HASH_SHA_256, 33, ERR),
+    (C.VIRTIO_CRYPTO_HASH_SHA3_SHAKE128, 4097, ERR),
+    (C.VIRTIO_CRYPTO_NO_HASH, 16, NOTSUPP),
+    (99, 16, NOTSUPP),
+    (C.VIRTIO_CRYPTO_HASH_SHA3_SHAKE256, 4096, OK),
+    (C.VIRTIO_CRYPTO_HASH_MD5, 1, OK),
+])
+def test_hash_session_rules(drv, algo, result_len, status):
+    assert drv.create(D.hash_create_session(algo, result_len))[1] == status
+
+
+def test_hash_result_len_must_match_session(drv):
+    sid, _ = drv.create(D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA1, 8))
+    assert drv.data(D.digest_data(C.VIRTIO_CRYPTO_HASH, sid, b"abc", 8)).out == sha1(b"abc")[:8]
+    done = drv.data(D.digest_data(C.VIRTIO_CRYPTO_HASH, sid, b"abc", 20))
+    assert (done.status, done.out) == (ERR, bytes(20))
+    assert drv.data(D.digest_data(C.VIRTIO_CRYPTO_MAC, sid, b"abc", 8)).status == INVSESS
+
+
+@pytest.mark.parametrize("algo, key, status", [
+    (C.VIRTIO_CRYPTO_MAC_GMAC_AES, KEY16, NOTSUPP),
+    (C.VIRTIO_CRYPTO_MAC_XCBC_AES, KEY16, NOTSUPP),
+    (C.VIRTIO_CRYPTO_MAC_SNOW3G_UIA2, KEY16, NOTSUPP),
+    (C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, b"", ERR),
+    (C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, bytes(513), ERR),   # over max_auth_key_len
+    (C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, bytes(512), OK),
+    (C.VIRTIO_CRYPTO_MAC_CMAC_AES, bytes(15), ERR),
+    (C.VIRTIO_CRYPTO_MAC_CMAC_3DES, bytes(8), ERR),
+])
+def test_mac_session_rules(drv, algo, key, status):
+    assert drv.create(D.mac_create_session(algo, 8, key))[1] == status
+
+
+def test_mac_empty_message(drv):
+    sid, _ = drv.create(D.mac_create_session(C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, 32, b"key"))
+    assert drv.data(D.digest_data(C.VIRTIO_CRYPTO_MAC, sid, b"", 32)).out == hmac_sha256(b"key", b"")
+
+
+# ---- CIPHER rules ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo, key, status", [
+    (C.VIRTIO_CRYPTO_CIPHER_AES_XTS, KEY16 * 2, ERR),        # equal halves
+    (C.VIRTIO_CRYPTO_CIPHER_AES_XTS, bytes(range(48)), ERR),
+    (C.VIRTIO_CRYPTO_CIPHER_AES_XTS, bytes(range(64)), OK),
+    (C.VIRTIO_CRYPTO_CIPHER_ARC4, bytes(6), ERR),
+    (C.VIRTIO_CRYPTO_CIPHER_3DES_CBC, bytes(8), ERR),
+    (C.VIRTIO_CRYPTO_CIPHER_DES_CBC, bytes(16), ERR),
+    (C.VIRTIO_CRYPTO_CIPHER_AES_ECB, bytes(32), OK),
+    (C.VIRTIO_CRYPTO_CIPHER_AES_ECB, bytes(64), ERR),
+    (C.VIRTIO_CRYPTO_CIPHER_AES_F8, KEY16, NOTSUPP),
+    (C.VIRTIO_CRYPTO_CIPHER_ZUC_EEA3, KEY16, NOTSUPP),
+])
+def test_cipher_session_rules(drv, algo, key, status):
+    assert drv.create(D.cipher_create_session(algo, key, ENC))[1] == status
+
+
+def test_cipher_iv_and_length_rules(drv):
+    ecb, _ = drv.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_ECB, KEY16, ENC))
+    ctr, _ = drv.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CTR, KEY16, ENC))
+    xts, _ = drv.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_XTS, bytes(range(32)), ENC))
+    e = C.VIRTIO_CRYPTO_CIPHER_ENCRYPT
+    assert drv.data(D.cipher_data(e, ecb, b"", bytes(32))).status == OK
+    assert drv.data(D.cipher_data(e, ecb, IV16, bytes(32))).status == ERR     # ECB takes no IV
+    assert drv.data(D.cipher_data(e, ctr, IV16, bytes(5))).status == OK       # CTR: any length
+    assert drv.data(D.cipher_data(e, xts, IV16, bytes(15))).status == ERR     # XTS: at least one block
+    assert drv.data(D.cipher_data(e, xts, IV16, bytes(17))).status == OK      # ciphertext stealing
+
+
+# ---- AEAD ------------------------------------------------------------------------------------------------
+def test_gcm_truncated_tag_and_rules(drv):
+    key, iv, aad, pt = KEY16, bytes(12), b"hdr", b"plaintext!"
+    full = AESGCM(key).encrypt(iv, pt, aad)
+    enc, st = drv.create(D.aead_create_session(C.VIRTIO_CRYPTO_AEAD_GCM, key, 12, len(aad), ENC))
+    dec, _ = drv.create(D.aead_create_session(C.VIRTIO_CRYPTO_AEAD_GCM, key, 12, len(aad), DEC))
+    assert st == OK
+    E, Dc = C.VIRTIO_CRYPTO_AEAD_ENCRYPT, C.VIRTIO_CRYPTO_AEAD_DECRYPT
+    done = drv.data(D.aead_data(E, enc, iv, pt, aad, 12, len(pt) + 12))
+    assert (done.status, done.out) == (OK, full[:len(pt) + 12])
+    assert drv.data(D.aead_data(Dc, dec, iv, done.out, aad, 12, len(pt))).out == pt
+    bad = done.out[:-1] + bytes([done.out[-1] ^ 1])
+    assert drv.data(D.aead_data(Dc, dec, iv, bad, aad, 12, len(pt))) == D.Completion(BADMSG, bytes(len(pt)),
+                                                                                      len(pt) + 1)
+    assert drv.data(D.aead_data(E, enc, iv, pt, aad, 16, len(pt) + 16)).status == ERR   # tag_len != session
+    assert drv.data(D.aead_data(E, enc, bytes(16), pt, aad, 12, len(pt) + 12)).status == NOTSUPP  # J0
+    assert drv.data(D.aead_data(E, enc, bytes(8), pt, aad, 12, len(pt) + 12)).status == ERR
+    assert drv.data(D.aead_data(E, enc, iv, pt, aad, 12, len(pt) + 11)).status == ERR   # no room for the tag
+    assert drv.data(D.aead_data(Dc, enc, iv, pt, aad, 12, len(pt))).status == ERR       # direction
+    assert drv.data(D.aead_data(Dc, dec, iv, b"short", aad, 12, 0)).status == ERR       # src < tag
+
+
+@pytest.mark.parametrize("algo, key, tag_len, status", [
+    (C.VIRTIO_CRYPTO_AEAD_GCM, KEY16, 5, ERR),
+    (C.VIRTIO_CRYPTO_AEAD_GCM, KEY16, 0, ERR),
+    (C.VIRTIO_CRYPTO_AEAD_CCM, KEY16, 5, ERR),
+    (C.VIRTIO_CRYPTO_AEAD_CCM, KEY16, 4, OK),
+    (C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305, KEY16, 16, ERR),
+    (C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305, KEY16 * 2, 12, ERR),
+    (C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305, KEY16 * 2, 16, OK),
+    (9, KEY16, 16, NOTSUPP),
+])
+def test_aead_session_rules(drv, algo, key, tag_len, status):
+    assert drv.create(D.aead_create_session(algo, key, tag_len, 0, ENC))[1] == status
+
+
+# ---- AKCIPHER --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(65537, 2048)
+
+
+def _priv_der(key):
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption())
+
+
+def _rsa_session(drv, key, private, pad=C.VIRTIO_CRYPTO_RSA_RAW_PADDING, hash_algo=0):
+    der = _priv_der(key) if private else key.public_key().public_bytes(serialization.Encoding.DER,
+                                                                         serialization.PublicFormat.PKCS1)
+    kt = C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE if private else C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC
+    sid, st = drv.create(D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_RSA, kt, der, pad, hash_algo))
+    assert st == OK
+    return sid
+
+
+def test_rsa_raw_roundtrip_like_linux(drv, rsa_key):
+    """Linux's "rsa" akcipher: raw RSA, dst_len = k; results are k bytes with leading zeros."""
+    pub, priv = _rsa_session(drv, rsa_key, False), _rsa_session(drv, rsa_key, True)
+    msg = b"\x00\x00\x05hello"
+    done = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, msg, 256))
+    n = rsa_key.public_key().public_numbers()
+    assert (done.status, done.used) == (OK, 257)
+    assert done.out == pow(int.from_bytes(msg, "big"), n.e, n.n).to_bytes(256, "big")
+    back = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, done.out, 256))
+    assert (back.status, back.out) == (OK, msg.rjust(256, b"\0"))
+    too_big = (n.n + 1).to_bytes(256, "big")
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, too_big, 256)).status == ERR
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, msg, 255)).status == ERR  # dst small
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, pub, msg, 256)).status == ERR  # no private
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, priv, msg, 256)).status == NOTSUPP
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, done.out, 0, msg)).status == NOTSUPP
+
+
+def test_rsa_pkcs1_encrypt_decrypt_and_sign(drv, rsa_key):
+    pub = _rsa_session(drv, rsa_key, False, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING, C.VIRTIO_CRYPTO_RSA_SHA256)
+    priv = _rsa_session(drv, rsa_key, True, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING, C.VIRTIO_CRYPTO_RSA_SHA256)
+    done = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, b"secret", 256))
+    assert (done.status, done.used) == (OK, 257)
+    assert rsa_key.decrypt(done.out, padding.PKCS1v15()) == b"secret"
+    back = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, done.out, 256))
+    assert (back.status, back.out[:6], back.used) == (OK, b"secret", 7)   # used length = result + status
+    digest = bytes(range(32))
+    sig = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, priv, digest, 256))
+    rsa_key.public_key().verify(sig.out, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, sig.out, 0, digest)) == \
+        D.Completion(OK, b"", 1)
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, sig.out, 0, bytes(32))).status == \
+        KEY_REJECTED
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, priv, digest[:20], 256)).status == ERR
+
+
+@pytest.mark.parametrize("padding_algo, hash_algo, key, status", [
+    (C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING, C.VIRTIO_CRYPTO_RSA_MD2, None, NOTSUPP),
+    (7, 0, None, NOTSUPP),
+    (0, 0, b"\x30\x03\x02\x01\x01", ERR),    # not an RSA key
+])
+def test_rsa_session_rejections(drv, rsa_key, padding_algo, hash_algo, key, status):
+    der = key if key is not None else _priv_der(rsa_key)
+    assert drv.create(D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_RSA,
+                                                C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE, der,
+                                                padding_algo, hash_algo))[1] == status
+
+
+def _ec_private_without_parameters(key) -> bytes:
+    """DER ECPrivateKey {version 1, privateKey} with the optional parameters and publicKey omitted."""
+    size = (key.curve.key_size + 7) // 8
+    d = key.private_numbers().private_value.to_bytes(size, "big")
+    body = b"\x02\x01\x01" + b"\x04" + bytes([size]) + d
+    return b"\x30" + bytes([len(body)]) + body
+
+
+@pytest.mark.parametrize("curve, curve_id", [
+    (ec.SECP192R1, C.VIRTIO_CRYPTO_CURVE_NIST_P192), (ec.SECP224R1, C.VIRTIO_CRYPTO_CURVE_NIST_P224),
+    (ec.SECP256R1, C.VIRTIO_CRYPTO_CURVE_NIST_P256), (ec.SECP384R1, C.VIRTIO_CRYPTO_CURVE_NIST_P384),
+    (ec.SECP521R1, C.VIRTIO_CRYPTO_CURVE_NIST_P521)])
+def test_ecdsa_sign_verify(drv, curve, curve_id):
+    key = ec.generate_private_key(curve())
+    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    A, PRIV, PUB = C.VIRTIO_CRYPTO_AKCIPHER_ECDSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE, \
+        C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC
+    priv, st1 = drv.create(D.akcipher_create_session(A, PRIV, _priv_der(key), curve=curve_id))
+    bare, st2 = drv.create(D.akcipher_create_session(A, PRIV, _ec_private_without_parameters(key), curve=curve_id))
+    pub, st3 = drv.create(D.akcipher_create_session(A, PUB, point, curve=curve_id))
+    assert (st1, st2, st3) == (OK, OK, OK)
+    digest = bytes(range(32))
+    for sid in (priv, bare):
+        done = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, sid, digest, 200))
+        assert done.status == OK and 8 < done.used < 200   # used length = DER signature length + 1
+        sig = done.out[:done.used - 1]
+        key.public_key().verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, sig, 0, digest)).status == OK
+        assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, sig, 0, bytes(32))).status == \
+            KEY_REJECTED
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, b"\x30\x00", 0, digest)).status == \
+        KEY_REJECTED
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, digest, 200)).status == NOTSUPP
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, pub, digest, 200)).status == ERR
+    assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, priv, digest[:17], 200)).status == ERR
+
+
+def test_ecdsa_session_rejections(drv):
+    key = ec.generate_private_key(ec.SECP256R1())
+    A, PRIV = C.VIRTIO_CRYPTO_AKCIPHER_ECDSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE
+    assert drv.create(D.akcipher_create_session(A, PRIV, _priv_der(key), curve=0))[1] == NOTSUPP
+    assert drv.create(D.akcipher_create_session(A, PRIV, _priv_der(key),
+                                                curve=C.VIRTIO_CRYPTO_CURVE_NIST_P384))[1] == ERR  # wrong curve
+    assert drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC, b"\x04" + bytes(64),
+                                                curve=C.VIRTIO_CRYPTO_CURVE_NIST_P256))[1] == ERR   # not on curve
+    assert drv.create(D.akcipher_create_session(A, 3, _priv_der(key), curve=3))[1] == ERR           # key_type
+    assert drv.create(D.akcipher_create_session(3, PRIV, _priv_der(key), curve=3))[1] == NOTSUPP   # Linux's ECDSA
+
+
+# ---- REVISION_1: unpadded heads, NOSPC ------------------------------------------------------------------------
+def test_revision_1_unpadded_heads(rev1):
+    """With REVISION_1 the op_flf is the struct itself: HASH create 16 + 8 bytes, HASH data 24 + 8."""
+    req = D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA1, 20, revision_1=True)
+    assert len(req.readable) == 24
+    sid, st = rev1.create(req)
+    assert st == OK
+    data = D.digest_data(C.VIRTIO_CRYPTO_HASH, sid, b"abc", 20, revision_1=True)
+    assert len(data.readable) == 24 + 8 + 3
+    assert rev1.data(data).out == sha1(b"abc")
+    # a stateless request without the stateless feature bit is refused
+    assert rev1.data(D.hash_data_stateless(C.VIRTIO_CRYPTO_HASH_SHA1, b"abc", 20)).status == NOTSUPP
+    aes = D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, ENC, revision_1=True)
+    assert len(aes.readable) == 16 + 56 + 16
+    cid, st = rev1.create(aes)
+    done = rev1.data(D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, cid, IV16, SRC, revision_1=True))
+    assert (done.status, done.out) == (OK, aes_cbc(KEY16, IV16, SRC))
+    assert rev1.destroy(C.VIRTIO_CRYPTO_HASH_DESTROY_SESSION, sid) == OK
+
+
+def test_revision_1_session_cap_is_nospc(rev1):
+    req = D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA1, 20, revision_1=True)
+    assert [rev1.create(req)[1] for _ in range(4)] == [OK] * 4
+    assert rev1.create(req) == (0, NOSPC)
+
+
+# ---- stateless mode --------------------------------------------------------------------------------------------
+def test_stateless_cipher(stateless):
+    done = stateless.data(D.cipher_data_stateless(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, C.VIRTIO_CRYPTO_CIPHER_AES_CBC,
+                                                  KEY16, ENC, IV16, SRC))
+    assert (done.status, done.out) == (OK, aes_cbc(KEY16, IV16, SRC))
+    done = stateless.data(D.cipher_data_stateless(C.VIRTIO_CRYPTO_CIPHER_DECRYPT, C.VIRTIO_CRYPTO_CIPHER_AES_CBC,
+                                                  KEY16, DEC, IV16, done.out))
+    assert (done.status, done.out) == (OK, SRC)
+    assert len(stateless.device.sessions) == 0
+    bad = D.cipher_data_stateless(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, 77, KEY16, ENC, IV16, SRC)
+    assert stateless.data(bad).status == NOTSUPP
+    big = D.cipher_data_stateless(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, C.VIRTIO_CRYPTO_CIPHER_AES_CBC, bytes(65), ENC,
+                                  IV16, SRC)
+    assert stateless.data(big).status == ERR
+
+
+def test_stateless_layout_in_session_mode(stateless):
+    """With the stateless bit negotiated, session-mode requests use the stateless op_flf with flag = 1."""
+    sid, st = stateless.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, ENC, revision_1=True))
+    assert st == OK
+    req = D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, sid, IV16, SRC, revision_1=True, stateless_layout=True)
+    assert len(req.readable) == 24 + 76 + 16 + 64
+    assert stateless.data(req).out == aes_cbc(KEY16, IV16, SRC)
+    bad_flag = req.readable[:16] + struct.pack("<I", 2) + req.readable[20:]
+    assert stateless.data(D.Request(bad_flag, req.writable)).status == ERR
+
+
+def test_stateless_hash_mac(stateless):
+    assert stateless.data(D.hash_data_stateless(C.VIRTIO_CRYPTO_HASH_SHA1, b"abc", 20)).out == sha1(b"abc")
+    assert stateless.data(D.hash_data_stateless(C.VIRTIO_CRYPTO_HASH_SHA1, b"abc", 21)).status == ERR
+    done = stateless.data(D.mac_data_stateless(C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, b"key", b"msg", 32))
+    assert (done.status, done.out) == (OK, hmac_sha256(b"key", b"msg"))
+
+
+def test_stateless_aead(stateless):
+    key, iv, aad, pt = KEY16, bytes(12), b"a", b"plain"
+    done = stateless.data(D.aead_data_stateless(C.VIRTIO_CRYPTO_AEAD_ENCRYPT, C.VIRTIO_CRYPTO_AEAD_GCM, key, ENC,
+                                                iv, pt, aad, 16, 21))
+    assert (done.status, done.out) == (OK, AESGCM(key).encrypt(iv, pt, aad))
+    back = stateless.data(D.aead_data_stateless(C.VIRTIO_CRYPTO_AEAD_DECRYPT, C.VIRTIO_CRYPTO_AEAD_GCM, key, DEC,
+                                                iv, done.out, aad, 16, 5))
+    assert (back.status, back.out) == (OK, pt)
+
+
+def test_stateless_chain(stateless):
+    done = stateless.data(D.chain_data_stateless(
+        C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH,
+        C.VIRTIO_CRYPTO_SYM_HASH_MODE_AUTH, C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY16, ENC,
+        C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, b"k" * 20, IV16, SRC, AAD, 0, 64, 0, 64, 32))
+    ct = aes_cbc(KEY16, IV16, SRC)
+    assert (done.status, done.out) == (OK, ct + hmac_sha256(b"k" * 20, AAD + ct))
+
+
+def test_stateless_akcipher(stateless, rsa_key):
+    der = rsa_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    done = stateless.data(D.akcipher_data_stateless(
+        C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
+        der, b"hi", 256, padding=C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING))
+    assert (done.status, done.used) == (OK, 257)
+    assert rsa_key.decrypt(done.out, padding.PKCS1v15()) == b"hi"
+
+
+# ---- the descriptor split never matters (property) ---------------------------------------------------------------
+def _cuts(total: int):
+    return st.lists(st.integers(0, total), max_size=6).map(lambda xs: sorted(set(xs)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n=st.integers(0, 200))
+def test_any_split_gives_the_same_answer(data, n):
+    dev = CryptoDevice(max_dataqueues=1)
+    drv = D.InProcess(dev)
+    sid, _ = drv.create(D.mac_create_session(C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, 32, b"key"))
+    msg = bytes(range(256))[:n]
+    req = D.digest_data(C.VIRTIO_CRYPTO_MAC, sid, msg, 32)
+    rcuts = data.draw(_cuts(len(req.readable)))
+    wcap = data.draw(st.integers(33, 60))
+    wcuts = data.draw(_cuts(wcap))
+    edges = [0, *rcuts, len(req.readable)]
+    readable = [memoryview(bytearray(req.readable[a:b])) for a, b in zip(edges, edges[1:])]
+    wedges = [0, *wcuts, wcap]
+    outs = [bytearray(b - a) for a, b in zip(wedges, wedges[1:])]
+    used = dev.handle(0, DescriptorChain(0, readable, [memoryview(o) for o in outs]))
+    w = b"".join(outs)
+    assert used == wcap
+    assert w[:32] == hmac_sha256(b"key", msg) and w[32:-1] == bytes(wcap - 33) and w[-1] == OK
