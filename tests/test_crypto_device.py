@@ -174,14 +174,17 @@ def test_descriptor_split_does_not_matter(dev, readable_cuts, writable):
     assert w[:64] == ct and w[64] == C.VIRTIO_CRYPTO_OK
 
 
-def test_oversized_dst_gets_zeros_and_status_last(linux):
-    """Linux passes its whole dst scatterlist: the status goes at the END of the writable stream."""
+def test_oversized_dst_is_left_alone_and_status_last(linux):
+    """Linux passes its whole dst scatterlist: the status goes at the END of the writable stream, and the
+    bytes between the result and the status are not written (the kernel's self-test scatterlists map one
+    page twice there; zero padding clobbered the result in a real guest, "two even aligned splits")."""
     key, ct = (bytes.fromhex(x) for x in SP800_38A_CBC["F.2.1-2"])
     sid, *_ = linux.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CBC, key, C.VIRTIO_CRYPTO_OP_ENCRYPT), 16)
     req = D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, sid, SP800_38A_IV, SP800_38A_PLAIN, dst_len=64)
     ch, outs = chain([req.readable], [100])
+    outs[0][:] = b"\xee" * 100
     assert linux.dev.handle(0, ch) == 100
-    assert bytes(outs[0][:64]) == ct and bytes(outs[0][64:99]) == bytes(35) and outs[0][99] == 0
+    assert bytes(outs[0][:64]) == ct and bytes(outs[0][64:99]) == b"\xee" * 35 and outs[0][99] == 0
 
 
 def test_sessions_work_from_every_dataqueue(linux):

@@ -176,7 +176,7 @@ class CryptoDevice(VirtioDevice):
             writes = session.run(request.op)
         except CryptoStatus as e:
             self.log.debug("dataq request: %s", e)
-            out = bytearray(capacity)
+            out = bytearray(capacity)  # a failed request's outputs read as zeros (section 10.4 step 7)
             out[-1] = e.status
             writer.write_at(0, out)
             return capacity
@@ -187,9 +187,9 @@ class CryptoDevice(VirtioDevice):
                 end = max(end, offset + len(data))
             writer.write_at(capacity - 1, bytes([C.VIRTIO_CRYPTO_OK]))
             return end + 1
-        out = bytearray(capacity)
+        # only the result bytes and the status are written: the Linux driver's scatterlists may map
+        # the same guest page twice, so padding written "in between" would clobber the result
         for offset, data in writes:
-            out[offset:offset + len(data)] = data
-        out[-1] = C.VIRTIO_CRYPTO_OK
-        writer.write_at(0, out)
+            writer.write_at(offset, data)
+        writer.write_at(capacity - 1, bytes([C.VIRTIO_CRYPTO_OK]))
         return capacity
