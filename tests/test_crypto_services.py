@@ -458,3 +458,54 @@ def test_any_split_gives_the_same_answer(data, n):
     w = b"".join(outs)
     assert used == wcap
     assert w[:32] == hmac_sha256(b"key", msg) and w[32:-1] == bytes(wcap - 33) and w[-1] == OK
+
+
+# ---- round trips through the device for every advertised cipher and AEAD (property) --------------------------
+_CIPHER_CASES = {  # algo: (key length, iv length, block)
+    C.VIRTIO_CRYPTO_CIPHER_ARC4: (16, 0, 1), C.VIRTIO_CRYPTO_CIPHER_AES_ECB: (24, 0, 16),
+    C.VIRTIO_CRYPTO_CIPHER_AES_CBC: (32, 16, 16), C.VIRTIO_CRYPTO_CIPHER_AES_CTR: (16, 16, 1),
+    C.VIRTIO_CRYPTO_CIPHER_AES_XTS: (64, 16, 1), C.VIRTIO_CRYPTO_CIPHER_DES_ECB: (8, 0, 8),
+    C.VIRTIO_CRYPTO_CIPHER_DES_CBC: (8, 8, 8), C.VIRTIO_CRYPTO_CIPHER_3DES_ECB: (16, 0, 8),
+    C.VIRTIO_CRYPTO_CIPHER_3DES_CBC: (24, 8, 8),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(algo=st.sampled_from(sorted(_CIPHER_CASES)), seed=st.binary(min_size=64, max_size=64),
+       blocks=st.integers(1, 20), tail=st.integers(0, 15))
+def test_cipher_roundtrip_property(algo, seed, blocks, tail):
+    key_len, iv_len, block = _CIPHER_CASES[algo]
+    key = seed[:key_len]
+    if algo == C.VIRTIO_CRYPTO_CIPHER_AES_XTS and key[:32] == key[32:]:
+        key = key[:32] + bytes(b ^ 1 for b in key[32:])
+    iv = seed[key_len % 48:key_len % 48 + iv_len]
+    data = (seed * 6)[:blocks * 16 + (tail if block == 1 else 0)]
+    drv = D.InProcess(CryptoDevice(max_dataqueues=1))
+    enc, s1 = drv.create(D.cipher_create_session(algo, key, ENC))
+    dec, s2 = drv.create(D.cipher_create_session(algo, key, DEC))
+    assert (s1, s2) == (OK, OK)
+    ct = drv.data(D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, enc, iv, data))
+    assert ct.status == OK and len(ct.out) == len(data) and ct.out != data
+    pt = drv.data(D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_DECRYPT, dec, iv, ct.out))
+    assert (pt.status, pt.out) == (OK, data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(algo=st.sampled_from([C.VIRTIO_CRYPTO_AEAD_GCM, C.VIRTIO_CRYPTO_AEAD_CCM,
+                             C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305]),
+       data=st.binary(max_size=300), aad=st.binary(max_size=40), flip=st.integers(0, (1 << 16) - 1))
+def test_aead_roundtrip_and_tamper_property(algo, data, aad, flip):
+    key = bytes(range(32))
+    tag_len = 16 if algo == C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305 else 8
+    iv = bytes(range(13 if algo == C.VIRTIO_CRYPTO_AEAD_CCM else 12))
+    drv = D.InProcess(CryptoDevice(max_dataqueues=1))
+    enc, _ = drv.create(D.aead_create_session(algo, key, tag_len, len(aad), ENC))
+    dec, _ = drv.create(D.aead_create_session(algo, key, tag_len, len(aad), DEC))
+    sealed = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_ENCRYPT, enc, iv, data, aad, tag_len, len(data) + tag_len))
+    assert sealed.status == OK and len(sealed.out) == len(data) + tag_len
+    opened = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_DECRYPT, dec, iv, sealed.out, aad, tag_len, len(data)))
+    assert (opened.status, opened.out) == (OK, data)
+    bad = bytearray(sealed.out)
+    bad[flip % len(bad)] ^= 1 << (flip >> 13)
+    opened = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_DECRYPT, dec, iv, bytes(bad), aad, tag_len, len(data)))
+    assert (opened.status, opened.out) == (BADMSG, bytes(len(data)))

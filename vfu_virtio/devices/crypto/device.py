@@ -8,9 +8,10 @@ Outcome of a controlq request (what is written, and the used length returned to 
 * create session: ``struct virtio_crypto_create_session_input`` (16 bytes: le64 session_id, le32 status,
   le32 padding; session_id 0 unless status is OK), used length 16 -- as QEMU writes it and the Linux driver
   reads it. A writable stream shorter than 16 bytes gets the status as a single byte at offset 0 (used
-  length 1) and no session is created.
+  length 1) and no session is created (AMB-33 would complete it silently with used length 0; the project
+  wants a status for every malformed request).
 * destroy session: ``struct virtio_crypto_destroy_session_input`` (1 byte, u8 status at offset 0), used
-  length 1 (the published standard's layout; QEMU and Linux agree).
+  length 1 (the published standard's layout, which settles AMB-4; QEMU and Linux agree).
 * a header too short to name the opcode, or an unknown opcode: the create-session shape when at least 16
   bytes are writable (as QEMU answers unknown opcodes), else one status byte.
 
