@@ -509,3 +509,12 @@ def test_aead_roundtrip_and_tamper_property(algo, data, aad, flip):
     bad[flip % len(bad)] ^= 1 << (flip >> 13)
     opened = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_DECRYPT, dec, iv, bytes(bad), aad, tag_len, len(data)))
     assert (opened.status, opened.out) == (BADMSG, bytes(len(data)))
+
+
+def test_rsa_modulus_cap(drv):
+    from vfu_virtio.devices.crypto.services import RSA_MAX_BITS
+    n = (1 << (RSA_MAX_BITS + 8)) - 159  # odd, 8200 bits: only its size matters here
+    der = rsa.RSAPublicNumbers(65537, n).public_key().public_bytes(serialization.Encoding.DER,
+                                                                   serialization.PublicFormat.PKCS1)
+    assert drv.create(D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
+                                                der))[1] == NOTSUPP

@@ -29,16 +29,16 @@ Semantics decided where the standard is silent:
 * AEAD (AMB-17): encrypt writes ciphertext || tag; decrypt reads ciphertext || tag and writes the plaintext
   only when the tag verifies, else BADMSG. GCM: 12-byte IV (16 = pre-computed J0 -> NOTSUPP), tags
   4, 8, 12..16; CCM: 7..13-byte nonce, tags 4..16 even; ChaCha20-Poly1305: 12-byte nonce, 16-byte tag.
-* AKCIPHER ("AKCIPHER Service Operation"): RSA keys are DER RSAPrivateKey/RSAPublicKey (PKCS#1), ECDSA
-  private keys DER ECPrivateKey (RFC 5915; ``parameters`` may be omitted, ``curve_id`` governs), public
-  keys the ECPoint octets. RSA raw ("ciphertext and plaintext MUST be padded with leading zeros"):
-  output is always the modulus length ``k``; ``cryptography`` has no unpadded RSA, so raw RSA is the bare
-  modular exponentiation on the key numbers ``cryptography`` parsed (CRT for the private key), the one
-  place where Python arithmetic stands in for a library call (not constant-time). RSA PKCS#1 v1.5:
-  encrypt/decrypt (RSAES), sign/verify (EMSA with the session ``hash_algo``'s DigestInfo; src is the
-  digest); NO_HASH verify compares the recovered block, NO_HASH sign -> NOTSUPP; raw sign/verify -> NOTSUPP
-  (the standard forbids it). ECDSA: sign/verify of a 20/28/32/48/64-byte digest, DER Ecdsa-Sig-Value;
-  encrypt/decrypt -> NOTSUPP. A failed verification -> KEY_REJECTED.
+* AKCIPHER ("AKCIPHER Service Operation"): RSA keys are DER RSAPrivateKey/RSAPublicKey (PKCS#1), ECDSA private
+  keys DER ECPrivateKey (RFC 5915; ``parameters`` may be omitted, ``curve_id`` governs), public keys the
+  ECPoint octets. RSA moduli up to RSA_MAX_BITS (8192) bits, larger -> NOTSUPP. RSA raw ("ciphertext and
+  plaintext MUST be padded with leading zeros"): output is always the modulus length ``k``; ``cryptography``
+  has no unpadded RSA, so raw RSA is the bare modular exponentiation on the key numbers ``cryptography``
+  parsed (CRT for the private key), the one place where Python arithmetic stands in for a library call (not
+  constant-time). RSA PKCS#1 v1.5: encrypt/decrypt (RSAES), sign/verify (EMSA with the session ``hash_algo``'s
+  DigestInfo; src is the digest); NO_HASH verify compares the recovered block, NO_HASH sign -> NOTSUPP; raw
+  sign/verify -> NOTSUPP (the standard forbids it). ECDSA: sign/verify of a 20/28/32/48/64-byte digest, DER
+  Ecdsa-Sig-Value; encrypt/decrypt -> NOTSUPP. A failed verification -> KEY_REJECTED.
 """
 from __future__ import annotations
 
@@ -400,6 +400,8 @@ _CURVES = {
 }
 #: ECDSA digest lengths (bytes) and the hash whose size they match (only the length matters to ECDSA).
 _ECDSA_DIGESTS = {20: hashes.SHA1, 28: hashes.SHA224, 32: hashes.SHA256, 48: hashes.SHA384, 64: hashes.SHA512}
+#: Largest RSA modulus in bits: one request must not stall the device's queues for seconds.
+RSA_MAX_BITS = 8192
 #: VIRTIO_CRYPTO_AKCIPHER_* values offered.
 AKCIPHERS = frozenset({C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_ECDSA})
 
@@ -468,6 +470,8 @@ class AkcipherSession:
             raise _err(f"RSA key not loadable: {e}") from None
         if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
             raise _err("the key is not an RSA key")
+        if key.key_size > RSA_MAX_BITS:
+            raise _notsupp(f"{key.key_size}-bit RSA key (at most {RSA_MAX_BITS} bits)")
         self.key = key
         self.public = key.public_key() if self.private else key
         self.k = (self.public.key_size + 7) // 8
