@@ -518,3 +518,38 @@ def test_rsa_modulus_cap(drv):
                                                                    serialization.PublicFormat.PKCS1)
     assert drv.create(D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
                                                 der))[1] == NOTSUPP
+
+
+def _der_int_unsigned(v: int) -> bytes:
+    """A BER INTEGER holding the magnitude of ``v`` without the sign octet (as some kernel test keys do)."""
+    body = v.to_bytes(max(1, (v.bit_length() + 7) // 8), "big")
+    return b"\x02" + _der_len(len(body)) + body
+
+
+def _der_len(n: int) -> bytes:
+    return bytes([n]) if n < 128 else b"\x82" + n.to_bytes(2, "big")
+
+
+def test_rsa_kernel_style_keys(drv, rsa_key):
+    """Keys as the Linux kernel's RSA self-tests hand them over: version 1, zero CRT fields, unsigned
+    INTEGERs. OpenSSL refuses them; the device reads them leniently (prime factors recovered)."""
+    pn = rsa_key.private_numbers()
+    n, e, d = pn.public_numbers.n, pn.public_numbers.e, pn.d
+    body = b"".join(_der_int_unsigned(x) for x in (1, n, e, d, 0, 0, 0, 0, 0))
+    priv_der = b"\x30" + _der_len(len(body)) + body
+    pub_body = _der_int_unsigned(n) + _der_int_unsigned(e)
+    pub_der = b"\x30" + _der_len(len(pub_body)) + pub_body
+    with pytest.raises(ValueError):
+        serialization.load_der_private_key(priv_der, None)
+    A = C.VIRTIO_CRYPTO_AKCIPHER_RSA
+    priv, st1 = drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE, priv_der))
+    pub, st2 = drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC, pub_der))
+    assert (st1, st2) == (OK, OK)
+    m = b"\x54\x85\x9b\x34\x2c\x49\xea\x2a"
+    c = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, m, 256))
+    assert c.out == pow(int.from_bytes(m, "big"), e, n).to_bytes(256, "big")
+    back = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, c.out, 256))
+    assert (back.status, back.out) == (OK, m.rjust(256, b"\0"))
+    bad_body = b"".join(_der_int_unsigned(x) for x in (0, n, e, d + 2))
+    assert drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE,
+                                                b"\x30" + _der_len(len(bad_body)) + bad_body))[1] == ERR

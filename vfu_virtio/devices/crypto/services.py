@@ -29,7 +29,8 @@ Semantics decided where the standard is silent:
 * AEAD (AMB-17): encrypt writes ciphertext || tag; decrypt reads ciphertext || tag and writes the plaintext
   only when the tag verifies, else BADMSG. GCM: 12-byte IV (16 = pre-computed J0 -> NOTSUPP), tags
   4, 8, 12..16; CCM: 7..13-byte nonce, tags 4..16 even; ChaCha20-Poly1305: 12-byte nonce, 16-byte tag.
-* AKCIPHER ("AKCIPHER Service Operation"): RSA keys are DER RSAPrivateKey/RSAPublicKey (PKCS#1), ECDSA private
+* AKCIPHER ("AKCIPHER Service Operation"): RSA keys are DER RSAPrivateKey/RSAPublicKey (PKCS#1; what OpenSSL
+  refuses is read leniently as the Linux kernel does: unsigned INTEGERs, zero CRT fields), ECDSA private
   keys DER ECPrivateKey (RFC 5915; ``parameters`` may be omitted, ``curve_id`` governs), public keys the
   ECPoint octets. RSA moduli up to RSA_MAX_BITS (8192) bits, larger -> NOTSUPP. RSA raw ("ciphertext and
   plaintext MUST be padded with leading zeros"): output is always the modulus length ``k``; ``cryptography``
@@ -406,31 +407,61 @@ RSA_MAX_BITS = 8192
 AKCIPHERS = frozenset({C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_ECDSA})
 
 
-def _der_ec_private_scalar(der: bytes) -> int:
-    """The ``privateKey`` OCTET STRING of a DER ECPrivateKey (RFC 5915) as an integer; ERR if malformed."""
-    def tlv(buf: bytes, pos: int) -> tuple[int, int, int]:
-        if pos + 2 > len(buf):
+def _der_items(der: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, contents) items inside the outer SEQUENCE of a DER/BER blob (definite lengths only);
+    ERR if the blob is not a SEQUENCE or a length runs past its end."""
+    def tlv(pos: int, limit: int) -> tuple[int, int, int]:
+        if pos + 2 > limit:
             raise _err("truncated DER")
-        tag, n = buf[pos], buf[pos + 1]
+        tag, n = der[pos], der[pos + 1]
         pos += 2
         if n & 0x80:
             k = n & 0x7F
-            if k == 0 or k > 4 or pos + k > len(buf):
+            if k == 0 or k > 4 or pos + k > limit:
                 raise _err("bad DER length")
-            n, pos = int.from_bytes(buf[pos:pos + k], "big"), pos + k
-        if pos + n > len(buf):
+            n, pos = int.from_bytes(der[pos:pos + k], "big"), pos + k
+        if pos + n > limit:
             raise _err("truncated DER")
         return tag, pos, pos + n
-    tag, start, end = tlv(der, 0)
+    tag, pos, end = tlv(0, len(der))
     if tag != 0x30:
-        raise _err("ECPrivateKey is not a SEQUENCE")
-    tag, vstart, vend = tlv(der, start)
-    if tag != 0x02 or der[vstart:vend] != b"\x01":
-        raise _err("ECPrivateKey version is not 1")
-    tag, kstart, kend = tlv(der, vend)
-    if tag != 0x04 or kend > end:
-        raise _err("ECPrivateKey privateKey is not an OCTET STRING")
-    return int.from_bytes(der[kstart:kend], "big")
+        raise _err("the key is not a DER SEQUENCE")
+    items = []
+    while pos < end:
+        tag, start, pos = tlv(pos, end)
+        items.append((tag, der[start:pos]))
+    return items
+
+
+def _der_ec_private_scalar(der: bytes) -> int:
+    """The ``privateKey`` OCTET STRING of a DER ECPrivateKey (RFC 5915) as an integer; ERR if malformed."""
+    items = _der_items(der)
+    if len(items) < 2 or items[0] != (0x02, b"\x01") or items[1][0] != 0x04:
+        raise _err("not an ECPrivateKey {version 1, privateKey OCTET STRING, ...}")
+    return int.from_bytes(items[1][1], "big")
+
+
+def _der_rsa_key(der: bytes, private: bool):
+    """Lenient PKCS#1 RSAPrivateKey/RSAPublicKey reader for keys OpenSSL refuses but Linux accepts (the
+    kernel's own self-test keys): INTEGERs read as unsigned magnitudes, version 0 or 1, missing or zero
+    CRT parameters recomputed (prime factors recovered from n, e, d). ERR if the numbers are not a key."""
+    ints = [int.from_bytes(v, "big") for tag, v in _der_items(der) if tag == 0x02]
+    try:
+        if not private:
+            if len(ints) < 2:
+                raise _err("RSAPublicKey needs modulus and publicExponent")
+            return rsa.RSAPublicNumbers(ints[1], ints[0]).public_key()
+        if len(ints) < 4 or ints[0] > 1:
+            raise _err("RSAPrivateKey needs version 0/1, modulus, publicExponent, privateExponent")
+        n, e, d = ints[1:4]
+        p, q = (ints[4], ints[5]) if len(ints) >= 6 else (0, 0)
+        if p <= 1 or q <= 1 or p * q != n:
+            p, q = rsa.rsa_recover_prime_factors(n, e, d)
+        numbers = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
+                                        rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, n))
+        return numbers.private_key()
+    except (ValueError, TypeError) as e:
+        raise _err(f"RSA key numbers rejected: {e}") from None
 
 
 class AkcipherSession:
@@ -466,8 +497,8 @@ class AkcipherSession:
                 key = serialization.load_der_private_key(params.key, None)
             else:
                 key = serialization.load_der_public_key(params.key)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-            raise _err(f"RSA key not loadable: {e}") from None
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            key = _der_rsa_key(params.key, self.private)
         if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
             raise _err("the key is not an RSA key")
         if key.key_size > RSA_MAX_BITS:
