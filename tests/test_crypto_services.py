@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from vfu_virtio.devices.crypto import CryptoDevice
 from vfu_virtio.devices.crypto import constants as C
 from vfu_virtio.devices.crypto import driver as D
+from vfu_virtio.devices.crypto.services import CIPHERS
 from vfu_virtio.virtio.chain import DescriptorChain
 
 OK, ERR, BADMSG, NOTSUPP, INVSESS, NOSPC, KEY_REJECTED = 0, 1, 2, 3, 4, 5, 6
@@ -471,7 +472,7 @@ _CIPHER_CASES = {  # algo: (key length, iv length, block)
 
 
 @settings(max_examples=80, deadline=None)
-@given(algo=st.sampled_from(sorted(_CIPHER_CASES)), seed=st.binary(min_size=64, max_size=64),
+@given(algo=st.sampled_from(sorted(set(_CIPHER_CASES) & set(CIPHERS))), seed=st.binary(min_size=64, max_size=64),
        blocks=st.integers(1, 20), tail=st.integers(0, 15))
 def test_cipher_roundtrip_property(algo, seed, blocks, tail):
     key_len, iv_len, block = _CIPHER_CASES[algo]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 from vfu_virtio.devices.crypto import CryptoDevice
 from vfu_virtio.devices.crypto import constants as C
 from vfu_virtio.devices.crypto import driver as D
+from vfu_virtio.devices.crypto.services import CIPHERS
 
 VECTORS = Path(os.path.dirname(cryptography_vectors.__file__))
 OK, ERR, BADMSG, KEY_REJECTED = C.VIRTIO_CRYPTO_OK, C.VIRTIO_CRYPTO_ERR, C.VIRTIO_CRYPTO_BADMSG, \
@@ -140,6 +141,8 @@ def test_des_and_3des(drv, rel, algo, keys):
 @pytest.mark.parametrize("bits", [40, 56, 64, 80, 128, 192, 256])
 def test_arc4_rfc6229(drv, bits):
     """Each request is a fresh keystream (AMB-16): encrypt OFFSET+16 zero bytes and look at the tail."""
+    if C.VIRTIO_CRYPTO_CIPHER_ARC4 not in CIPHERS:
+        pytest.skip("this OpenSSL has no legacy provider: ARC4 is not advertised")
     for v in load(f"ciphers/ARC4/rfc-6229-{bits}.txt"):
         off = int(v["offset"])
         sid, st = drv.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_ARC4, h(v["key"]), ENC))
