@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vfu_virtio.virtio.chain import DescriptorChain
+
 from . import constants as C
 from .codec import (VIRTIO_CRYPTO_AEAD_CREATE_SESSION_FLF, VIRTIO_CRYPTO_AEAD_DATA_FLF,
                     VIRTIO_CRYPTO_AEAD_DATA_FLF_STATELESS, VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION_FLF,
@@ -241,21 +243,19 @@ class Completion:
 
 class InProcess:
     """Hands requests to a device object directly: each becomes a DescriptorChain over fresh bytearrays
-    (one readable and one writable descriptor unless ``split`` cuts them), no transport involved.
+    (one readable and one writable descriptor), no transport involved.
 
     ``features`` are the negotiated crypto feature bits passed to ``activate`` (0 = the Linux driver).
     """
 
     def __init__(self, device, features: int = 0):
-        from vfu_virtio.virtio.chain import DescriptorChain
-        self._chain = DescriptorChain
         self.device = device
         self.revision_1 = bool(features & 1)
         device.activate(features)
 
     def _run(self, queue: int, readable: list[bytes], writable: list[int]) -> tuple[bytes, int]:
         outs = [bytearray(n) for n in writable]
-        chain = self._chain(0, [memoryview(bytearray(b)) for b in readable], [memoryview(o) for o in outs])
+        chain = DescriptorChain(0, [memoryview(bytearray(b)) for b in readable], [memoryview(o) for o in outs])
         used = self.device.handle(queue, chain)
         return b"".join(bytes(o) for o in outs), used
 
