@@ -5,9 +5,11 @@ import mmap
 import os
 
 import pytest
+from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vfu_virtio.client import memory as memory_mod
 from vfu_virtio.client.memory import DEFAULT_IOVA_BASE, GuestMemory, GuestMemoryError, GuestMemoryFull
 
 PAGE = mmap.PAGESIZE
@@ -117,12 +119,23 @@ def test_close_releases_fd():
     m.close()  # idempotent
 
 
+def test_freed_block_of_same_size_is_reused(mem):
+    a = mem.alloc(100, 16)
+    mem.alloc(100, 16)
+    mem.free(a)
+    assert mem.alloc(100, 16) == a            # from the free cache
+    b = mem.alloc(100, 16)
+    mem.free(b)
+    assert mem.alloc(100, 4096) % 4096 == 0   # cached block not aligned enough: not reused blindly
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 9000), st.sampled_from([1, 8, 16, 64, 4096])),
-                max_size=80))
-def test_allocator_invariants(ops):
-    """Random alloc/free: allocations never overlap, stay in bounds, and free + used == size."""
-    with GuestMemory(64 * PAGE) as m:
+                max_size=80), st.sampled_from([0, 3, 1024]))
+def test_allocator_invariants(ops, cache_entries):
+    """Random alloc/free: allocations never overlap, stay in bounds, and free + used == size
+    (with no free cache, a tiny one that overflows, and the default one)."""
+    with mock.patch.object(memory_mod, "FREE_CACHE_ENTRIES", cache_entries), GuestMemory(64 * PAGE) as m:
         live: dict[int, int] = {}
         for do_free, size, align in ops:
             if do_free and live:
@@ -144,3 +157,4 @@ def test_allocator_invariants(ops):
         for addr in list(live):
             m.free(addr)
         assert m.free_bytes == m.size
+        assert m.alloc(m.size, PAGE) == m.iova_base  # everything merges back into one range

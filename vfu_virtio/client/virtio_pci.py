@@ -183,6 +183,8 @@ class DriverQueue:
         self._notification_data = bool(driver.negotiated & bit(VIRTIO_F_NOTIFICATION_DATA))
         self._ready: list[Completion] = []
         self._seq = 0
+        self._poll_obj = None
+        self._poll_key: tuple | None = None
         self.kicks = 0
         self.interrupts = 0
         self.completed = 0
@@ -244,11 +246,7 @@ class DriverQueue:
         drv = self.driver
         vq = self.vq
         deadline = time.monotonic() + timeout
-        fds = [fd for fd in (self.eventfd, drv.config_eventfd) if fd is not None]
-        poller = select.poll() if self.eventfd is not None else None
-        if poller is not None:
-            for fd in fds:
-                poller.register(fd, select.POLLIN)
+        poller = self._poller()
         # with a private vector, sleep until it fires (re-checking now and then, cheap insurance
         # against a lost wake-up); with a shared vector or none, look at the ring often
         slice_s = 0.25 if (self.eventfd is not None and not self.shared_vector) else 0.005
@@ -289,6 +287,19 @@ class DriverQueue:
                 if drv.config_eventfd is None:
                     drv._check_status(f"while waiting on queue {self.index}")
                 next_status = time.monotonic() + 0.25
+
+    def _poller(self):
+        """A poll object over this queue's eventfd and the config vector's (None when polling the ring)."""
+        if self.eventfd is None:
+            return None
+        key = (self.eventfd, self.driver.config_eventfd)
+        if self._poll_key != key:
+            p = select.poll()
+            for fd in key:
+                if fd is not None:
+                    p.register(fd, select.POLLIN)
+            self._poll_obj, self._poll_key = p, key
+        return self._poll_obj
 
     def request(self, out_bufs: Sequence, in_sizes: Sequence[int], timeout: float = 5.0,
                 indirect: bool | None = None) -> tuple[int, list[bytes]]:
@@ -553,6 +564,7 @@ class VirtioPciDriver:
         self._drop_queues()
         self.negotiated = 0
         self._needs_reset = 0
+        self.config_vector = self.config_eventfd = None  # reset unmapped every event ("MSI-X Vector Configuration")
 
     def _drop_queues(self) -> None:
         for q in self.queues.values():
@@ -760,7 +772,7 @@ class VirtioPciDriver:
         nq = self.num_queues
         wanted = list(range(nq)) if queues is None else list(queues)
         nvec = self.setup_msix(len(wanted) + 1) if use_msix else 0
-        if use_msix and nvec == 0:
+        if nvec == 0:
             self._teardown_irqs()
         if nvec >= 1:
             self.set_config_vector(0)
