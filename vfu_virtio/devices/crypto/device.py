@@ -16,8 +16,10 @@ Outcome of a controlq request (what is written, and the used length returned to 
   bytes are writable (as QEMU answers unknown opcodes), else one status byte.
 
 Outcome of a dataq request: outputs from offset 0 of the writable stream and ``struct virtio_crypto_inhdr``
-(1 byte status) at ``capacity - 1`` (AMB-3). Bytes between the outputs and the status are zero, and on
-any status other than OK every output byte is zero (no partial plaintext). Used length: the whole
+(1 byte status) at ``capacity - 1`` (AMB-3). On success the bytes between the outputs and the status are
+not written: Linux hands over its whole dst scatterlist, whose slack may map the result's page again (a
+kernel self-test does exactly that), so padding would clobber the result. On any status other than OK
+every byte before the status is zeroed (no partial plaintext; crypto.md 10.4 step 7). Used length: the whole
 writable stream (``capacity``), as QEMU reports it (AMB-3) -- except a successful AKCIPHER operation,
 whose used length is ``result length + 1`` so the driver learns the result size ("the driver needs to
 check how many bytes the device has written"; QEMU reports ``dst_len + sizeof(inhdr)`` too); VERIFY
