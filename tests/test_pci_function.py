@@ -41,7 +41,7 @@ def test_identity(client):
     assert (vendor, device) == (0x1AF4, 0x1040 + 20)
     assert rev >= 1  # modern-only device ("PCI Device Discovery")
     assert status & 0x10  # capability list present
-    assert cfg[0x09:0x0C] == bytes([0x00, 0x00, 0xFF])  # prog-if, sub-class, base class: PCI_CLASS_OTHERS
+    assert cfg[0x09:0x0C] == bytes([0x00, 0xFF, 0x00])  # prog-if, sub-class, base class: 0x00ff00 as QEMU
     ssvid, ssid = struct.unpack_from("<HH", cfg, 0x2C)
     assert ssvid == 0x1AF4 and ssid >= 0x40
 

@@ -17,7 +17,7 @@ ISR 0x64, device cfg 0x74, PCI cfg access 0x84, MSI-X 0x98.
 
 # PCI identity ("PCI Device Discovery"): vendor 0x1AF4, device 0x1040 + virtio device id, revision 1
 PCI_REVISION = 0x01
-PCI_CLASS_OTHERS = (0xFF, 0x00, 0x00)  # base, sub, prog-if: what QEMU's virtio-crypto-pci presents
+PCI_CLASS_OTHERS = (0x00, 0xFF, 0x00)  # base, sub, prog-if: class 0x00ff00, as QEMU's virtio-crypto-pci
 
 VIRTIO_BAR = 0
 VIRTIO_BAR_SIZE = 0x4000

@@ -46,6 +46,9 @@ class DeviceServers:
         deadline = time.monotonic() + 20
         while not sock.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
+                self.procs.pop()
+                proc.kill()
+                proc.wait()
                 raise RuntimeError(f"{kind} server did not come up:\n{log.read_text(errors='replace')}")
             time.sleep(0.02)
         return str(sock)
