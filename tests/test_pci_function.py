@@ -53,7 +53,7 @@ def test_capability_chain(client):
     assert [off for off, cid in chain if cid == 0x11] == [layout.CAP_MSIX]
     found = {}
     for off in vendor:
-        cap_len, cfg_type, bar, _id = cfg[off + 2], cfg[off + 3], cfg[off + 4], cfg[off + 5]
+        cap_len, cfg_type, bar = cfg[off + 2], cfg[off + 3], cfg[off + 4]
         offset, length = struct.unpack_from("<II", cfg, off + 8)
         found[cfg_type] = (off, cap_len, bar, offset, length)
     assert found[1] == (layout.CAP_COMMON, 16, 0, 0x0000, 0x40)

@@ -46,6 +46,9 @@ def test_garbage_client_does_not_kill_the_server(serve):
     assert c.region_read(CFG, 0, 2) == b"\xf4\x1a"
     c.close()
     assert server.alive()
+    # libvfio-user's own complaint reaches Python logging at its level
+    assert any("ERROR" in ln and "vfu_virtio.libvfio_user" in ln and "version" in ln
+               for ln in server.log().splitlines()), server.log()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

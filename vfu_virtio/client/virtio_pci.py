@@ -32,7 +32,7 @@ import struct
 import time
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-from ..virtio.constants import (ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK,
+from ..virtio.constants import (COMMON_CFG, ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK,
                                 VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
                                 VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG,
                                 VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_PCI_CFG,
@@ -74,18 +74,6 @@ VIRTIO_PCI_CAP = struct.Struct("<BBBBBB2xII")
 VIRTIO_PCI_NOTIFY_MULT = struct.Struct("<I")       # at byte 16 of struct virtio_pci_notify_cap
 MSIX_CAP = struct.Struct("<BBHII")                  # id, next, Message Control, Table off|BIR, PBA off|BIR
 
-# struct virtio_pci_common_cfg: name -> (offset, width) ("Common configuration structure layout")
-COMMON_CFG = {
-    "device_feature_select": (0, 4), "device_feature": (4, 4),
-    "driver_feature_select": (8, 4), "driver_feature": (12, 4),
-    "msix_config": (16, 2), "num_queues": (18, 2),
-    "device_status": (20, 1), "config_generation": (21, 1),
-    "queue_select": (22, 2), "queue_size": (24, 2), "queue_msix_vector": (26, 2),
-    "queue_enable": (28, 2), "queue_notify_off": (30, 2),
-    "queue_desc": (32, 8), "queue_driver": (40, 8), "queue_device": (48, 8),
-    "queue_notif_config_data": (56, 2), "queue_reset": (58, 2),
-    "admin_queue_index": (60, 2), "admin_queue_num": (62, 2),
-}
 _UINT = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: struct.Struct("<Q")}
 _U16 = _UINT[2]
 _U32 = _UINT[4]

@@ -28,6 +28,19 @@ VIRTIO_PCI_CAP_PCI_CFG = 5
 
 VIRTIO_MSI_NO_VECTOR = 0xFFFF
 
+# struct virtio_pci_common_cfg: field -> (offset, width in bytes) ("Common configuration structure layout")
+COMMON_CFG = {
+    "device_feature_select": (0, 4), "device_feature": (4, 4),
+    "driver_feature_select": (8, 4), "driver_feature": (12, 4),
+    "msix_config": (16, 2), "num_queues": (18, 2),
+    "device_status": (20, 1), "config_generation": (21, 1),
+    "queue_select": (22, 2), "queue_size": (24, 2), "queue_msix_vector": (26, 2),
+    "queue_enable": (28, 2), "queue_notify_off": (30, 2),
+    "queue_desc": (32, 8), "queue_driver": (40, 8), "queue_device": (48, 8),
+    "queue_notif_config_data": (56, 2), "queue_reset": (58, 2),
+    "admin_queue_index": (60, 2), "admin_queue_num": (62, 2),
+}
+
 # Split virtqueue descriptor flags ("The Virtqueue Descriptor Table")
 VIRTQ_DESC_F_NEXT = 1
 VIRTQ_DESC_F_WRITE = 2

@@ -23,7 +23,7 @@ from typing import Callable
 
 from ..pci import layout
 from .chain import GuestError
-from .constants import (DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_F_EVENT_IDX,
+from .constants import (COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_F_EVENT_IDX,
                         VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, VIRTIO_MSI_NO_VECTOR, bit)
 from .device import VirtioDevice
 from .memory import GuestMemory
@@ -33,19 +33,7 @@ log = logging.getLogger("vfu_virtio.virtio.transport")
 
 TRANSPORT_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX)
 
-# struct virtio_pci_common_cfg: name -> (offset, width)
-COMMON_FIELDS = {
-    "device_feature_select": (0, 4), "device_feature": (4, 4),
-    "driver_feature_select": (8, 4), "driver_feature": (12, 4),
-    "msix_config": (16, 2), "num_queues": (18, 2),
-    "device_status": (20, 1), "config_generation": (21, 1),
-    "queue_select": (22, 2), "queue_size": (24, 2), "queue_msix_vector": (26, 2),
-    "queue_enable": (28, 2), "queue_notify_off": (30, 2),
-    "queue_desc": (32, 8), "queue_driver": (40, 8), "queue_device": (48, 8),
-    "queue_notif_config_data": (56, 2), "queue_reset": (58, 2),
-    "admin_queue_index": (60, 2), "admin_queue_num": (62, 2),
-}
-_FIELD_AT = sorted((off, w, name) for name, (off, w) in COMMON_FIELDS.items())
+_FIELD_AT = sorted((off, w, name) for name, (off, w) in COMMON_CFG.items())
 _UINT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 
 
