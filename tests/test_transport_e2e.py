@@ -186,3 +186,19 @@ def test_driver_ok_without_features_ok_needs_reset(server):
     drv.write_common("device_status", 1 | 2 | DRIVER_OK)
     assert drv.read_common("device_status") & DEVICE_NEEDS_RESET
     drv.close()
+
+
+def test_device_refuses_stateless_bits_without_revision_1(server):
+    """virtio-crypto "Feature bit requirements": *_STATELESS_MODE needs VIRTIO_CRYPTO_F_REVISION_1."""
+    drv = VirtioPciDriver.connect(server.socket)
+    for crypto_bits, accepted in ((1 << C.VIRTIO_CRYPTO_F_CIPHER_STATELESS_MODE, False),
+                                  ((1 << C.VIRTIO_CRYPTO_F_CIPHER_STATELESS_MODE) | 1, True)):
+        drv.write_common("device_status", 0)
+        drv.write_common("device_status", 1 | 2)
+        drv.write_common("driver_feature_select", 0)
+        drv.write_common("driver_feature", crypto_bits)
+        drv.write_common("driver_feature_select", 1)
+        drv.write_common("driver_feature", 1)  # VERSION_1
+        drv.write_common("device_status", 1 | 2 | FEATURES_OK)
+        assert bool(drv.read_common("device_status") & FEATURES_OK) is accepted
+    drv.close()

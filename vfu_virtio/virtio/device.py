@@ -34,6 +34,11 @@ class VirtioDevice:
         """Device-type feature bits offered (bits 0..23 and any others); the transport adds its own."""
         return 0
 
+    def refuse_features(self, features: int) -> str | None:
+        """Why the device cannot work with the driver's ``features`` (FEATURES_OK is then refused,
+        "Feature Bits"), or None to accept them. The transport already refuses unoffered bits."""
+        return None
+
     def config_space(self) -> bytes:
         """The device-specific configuration structure, little-endian, as the driver reads it."""
         return b""

@@ -211,6 +211,9 @@ class VirtioPciTransport:
             elif not self.driver_features & bit(VIRTIO_F_VERSION_1):
                 log.warning("FEATURES_OK refused: driver did not accept VIRTIO_F_VERSION_1")
                 value &= ~FEATURES_OK
+            elif why := self.device.refuse_features(self.driver_features):
+                log.warning("FEATURES_OK refused by the %s device: %s", self.device.name, why)
+                value &= ~FEATURES_OK
         self.status = value | (old & DEVICE_NEEDS_RESET)
         if value & DRIVER_OK and not old & DRIVER_OK:
             if not self.status & FEATURES_OK:

@@ -102,12 +102,15 @@ class CryptoDevice(VirtioDevice):
             cipher & 0xFFFFFFFF, cipher >> 32, _mask(HASHES), mac & 0xFFFFFFFF, mac >> 32, _mask(AEADS),
             self.limits.max_cipher_key_len, self.limits.max_auth_key_len, _mask(AKCIPHERS), self.limits.max_size)
 
-    def activate(self, features: int) -> None:
-        """Pick the wire layout for the negotiated bits; stateless bits without REVISION_1 are ignored
-        ("Feature bit requirements": each requires VIRTIO_CRYPTO_F_REVISION_1)."""
-        super().activate(features)
+    def refuse_features(self, features: int) -> str | None:
+        """Each *_STATELESS_MODE bit requires VIRTIO_CRYPTO_F_REVISION_1 ("Feature bit requirements")."""
         if features & (FEATURES & ~1) and not features & (1 << C.VIRTIO_CRYPTO_F_REVISION_1):
-            self.log.warning("stateless feature bits %#x negotiated without REVISION_1: ignored", features & 0x3E)
+            return f"stateless feature bits {features & 0x3E:#x} without VIRTIO_CRYPTO_F_REVISION_1"
+        return None
+
+    def activate(self, features: int) -> None:
+        """Pick the wire layout for the negotiated bits (FEATURES_OK already refused illegal sets)."""
+        super().activate(features)
         self.codec = StandardCodec(features, self.limits)
 
     def reset(self) -> None:
