@@ -191,9 +191,10 @@ class DeviceServer:
                 self._serve_client()
                 self.memory.clear()
                 self.transport.reset()
-                log.info("client %d gone; device reset, waiting for the next client", self.clients)
                 if max_clients is not None and self.clients >= max_clients:
+                    log.info("client %d gone; device reset; exiting after %d client(s)", self.clients, max_clients)
                     break
+                log.info("client %d gone; device reset, waiting for the next client", self.clients)
         finally:
             self.close()
 
