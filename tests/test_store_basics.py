@@ -1,0 +1,137 @@
+"""The state store: file mode 0600, WAL + synchronous=FULL, schema version, namespaces, exclusive locks
+(in this process and from another one), configuration, single-transaction RPMB writes and the
+anti-rollback check against an old copy of the store."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from vfu_virtio.store import RpmbState, Store, StoreError, StoreLocked, StoreRolledBack, open_namespace
+from vfu_virtio.store.store import APPLICATION_ID, SCHEMA_VERSION
+
+KEY = bytes(range(32))
+
+
+def test_created_0600_wal_full(tmp_path):
+    path = str(tmp_path / "s.db")
+    old = os.umask(0)
+    try:
+        ns = open_namespace(path, "rpmb", "0")
+        RpmbState.open(ns).program_key(KEY)
+    finally:
+        os.umask(old)
+    for suffix in ("", "-wal", "-shm", "-guard"):
+        assert stat.S_IMODE(os.stat(path + suffix).st_mode) == 0o600, suffix
+    db = ns.store.db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    ns.close()
+
+
+def test_refuses_foreign_and_newer_files(tmp_path):
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t(x)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="not a vfu-virtio store"):
+        Store.open(str(other))
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="junk.db"):
+        Store.open(str(tmp_path / "junk.db"))
+    newer = str(tmp_path / "newer.db")
+    Store.open(newer).close()
+    db = sqlite3.connect(newer)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version"):
+        Store.open(newer)
+
+
+def test_namespaces_are_separate(tmp_path):
+    store = Store.open(str(tmp_path / "s.db"))
+    a, b = RpmbState.open(store.namespace("rpmb", "a")), RpmbState.open(store.namespace("rpmb", "b"))
+    crypto = store.namespace("crypto", "a")
+    a.program_key(KEY)
+    a.write(0, [b"A" * 256], 0)
+    assert (b.key, b.counter, b.read(0, 1)) == (None, 0, [bytes(256)])
+    assert crypto.settle_config({"max_size": 4096}) == {"max_size": 4096}
+    assert store.namespace("crypto", "b").config() == {}
+    store.close()
+
+
+def test_lock_in_this_process_and_another(tmp_path):
+    path = str(tmp_path / "s.db")
+    ns = open_namespace(path, "rpmb", "0")
+    with pytest.raises(StoreLocked, match=r"s\.db: rpmb instance '0' is already served"):
+        open_namespace(path, "rpmb", "0")
+    open_namespace(path, "rpmb", "1").close()  # another instance of the same file is free
+    open_namespace(path, "crypto", "0").close()
+    code = ("import sys; from vfu_virtio.store import open_namespace, StoreLocked\n"
+            "try:\n    open_namespace(sys.argv[1], 'rpmb', '0')\n"
+            "except StoreLocked as e:\n    print(e); sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert r.returncode == 3 and "already served by another process" in r.stdout
+    ns.close()
+    r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_settle_config(tmp_path, caplog):
+    path = str(tmp_path / "s.db")
+    ns = open_namespace(path, "crypto", "0")
+    assert ns.settle_config({"max_dataqueues": 2, "max_size": None}) == {"max_dataqueues": 2}
+    ns.close()
+    ns = open_namespace(path, "crypto", "0")
+    assert ns.settle_config({"max_dataqueues": None}) == {"max_dataqueues": 2}
+    with caplog.at_level(logging.INFO, "vfu_virtio.store"):
+        assert ns.settle_config({"max_dataqueues": 3}) == {"max_dataqueues": 3}
+    assert "max_dataqueues changes from the stored 2 to 3" in caplog.text
+    ns.close()
+
+
+def test_write_is_one_transaction(tmp_path):
+    ns = open_namespace(str(tmp_path / "s.db"), "rpmb", "0")
+    st = RpmbState.open(ns)
+    st.program_key(KEY)
+    assert st.write(4, [b"a" * 256, b"b" * 256], 0) == 1
+    with pytest.raises(StoreError, match="not 0"):  # stale counter: the blocks are rolled back too
+        st.write(4, [b"x" * 256], 0)
+    with pytest.raises(StoreError, match="already programmed"):
+        st.program_key(bytes(32))
+    assert (st.counter, st.read(4, 3)) == (1, [b"a" * 256, b"b" * 256, bytes(256)])
+    ns.close()
+
+
+def test_old_copy_of_the_store_is_refused(tmp_path, caplog):
+    path = str(tmp_path / "s.db")
+    st = RpmbState.open(open_namespace(path, "rpmb", "0"))
+    st.program_key(KEY)
+    st.write(0, [b"1" * 256], 0)
+    st.close()
+    shutil.copy(path, tmp_path / "backup.db")  # a copy taken at counter 1 (the WAL was checkpointed)
+    st = RpmbState.open(open_namespace(path, "rpmb", "0"))
+    st.write(0, [b"2" * 256], 1)
+    st.close()
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    shutil.copy(tmp_path / "backup.db", path)
+    with pytest.raises(StoreRolledBack, match="write counter 1 but counter 2 was committed before"):
+        RpmbState.open(open_namespace(path, "rpmb", "0"))
+    # the guard file lost too: accepted, with a warning, and guarded from then on
+    os.unlink(path + "-guard")
+    with caplog.at_level(logging.WARNING, "vfu_virtio.store"):
+        st = RpmbState.open(open_namespace(path, "rpmb", "0"))
+    assert "has no guard record" in caplog.text and st.counter == 1
+    st.close()

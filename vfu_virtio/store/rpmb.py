@@ -1,0 +1,134 @@
+"""Persistent RPMB state of one device instance: authentication key, write counter, data blocks.
+
+Tables (schema 1, see :mod:`vfu_virtio.store.store`):
+
+* ``rpmb_state(ns, auth_key, write_counter)``: ``auth_key`` NULL until PROGRAM_KEY succeeds, then the
+  32-byte key for good (RPMB-33: one-time programmable, never returned by this module's users);
+  ``write_counter`` 0..0xFFFFFFFF (RPMB-35..37).
+* ``rpmb_block(ns, address, data)``: one row per written 256-byte block, ``address`` in 256-byte units;
+  a block without a row reads as 256 zero bytes (RAMB-26).
+
+Durability ("State, persistence and lifecycle", RAMB-12, RAMB-13): :meth:`RpmbState.write` stores the
+blocks and increments the counter in **one** SQLite transaction (WAL, ``synchronous=FULL``), and returns
+only after the commit is on disk. The device calls it inside ``handle()``, and the transport publishes the
+used element and interrupts only after ``handle()`` returns, so an acknowledged write is never lost, and
+data and counter can never disagree (the transaction makes them change together; no ordering trick is
+needed, unlike the digest's two-flush recipe for a plain file).
+
+Snapshots, restores and migration (RAMB-20, the seed's section 9.1): the state lives in the host-side
+store, outside any guest snapshot, so restoring a VM snapshot never rolls it back. Restoring an *old copy
+of the store file itself* is caught: after every committed write the counter is also written to the
+namespace's record in ``PATH-guard`` (page cache only, fsynced at close; it may lag by the write in flight
+after a power cut, never lead), and :meth:`RpmbState.open` refuses a store whose counter is below that
+high-water mark with :class:`StoreRolledBack` -- the device does not start, because serving the old copy
+would let a recorded authenticated write be replayed. A namespace without a guard record for this store
+(the guard file was lost, or the store was moved to another host) is accepted with a warning and recorded
+from then on. What this cannot catch: the store and its guard file restored together (a snapshot of the
+whole host filesystem); keep the store out of such snapshots. Migration moves the store (and guard)
+exactly once; the namespace lock guarantees a single writer.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Sequence
+
+from .store import Namespace, StoreError, StoreRolledBack
+
+log = logging.getLogger("vfu_virtio.store.rpmb")
+
+BLOCK_SIZE = 256
+COUNTER_MAX = 0xFFFFFFFF
+_ZERO_BLOCK = bytes(BLOCK_SIZE)
+
+
+class RpmbState:
+    """The RPMB state of namespace ``ns``: ``counter`` and :attr:`key` mirror the committed row
+    (the namespace lock makes this object the only writer); the key is kept for MACs only."""
+
+    def __init__(self, ns: Namespace, key: bytes | None, counter: int):
+        self.ns = ns
+        self._key = key
+        self.counter = counter
+
+    @classmethod
+    def open(cls, ns: Namespace) -> "RpmbState":
+        """Load (creating if new) the state of ``ns``; raises :class:`StoreRolledBack` when the store's
+        counter is below the guard's high-water mark (see the module docstring)."""
+        store = ns.store
+        try:
+            with store.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO rpmb_state(ns) VALUES (?)", (ns.id,))
+                key, counter = db.execute("SELECT auth_key, write_counter FROM rpmb_state WHERE ns=?",
+                                          (ns.id,)).fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {store.path}: {e}") from e
+        high = store.read_guard(ns.id)
+        if high is not None and counter < high:
+            raise StoreRolledBack(
+                f"state store {store.path}: rpmb instance {ns.instance!r} has write counter {counter} but "
+                f"counter {high} was committed before: this is an old copy of the store. Refusing to serve "
+                "it (an old copy would let recorded authenticated writes be replayed); put the newer store "
+                "back or provision a new instance")
+        if high is None and (key is not None or counter):
+            log.warning("state store %s: rpmb instance %r has no guard record (guard file lost or store "
+                        "moved): a rollback before now cannot be detected; recording counter %d",
+                        store.path, ns.instance, counter)
+        store.write_guard(ns.id, counter)
+        return cls(ns, bytes(key) if key is not None else None, counter)
+
+    @property
+    def key(self) -> bytes | None:
+        """The 32-byte authentication key, or None before PROGRAM_KEY (for computing MACs only)."""
+        return self._key
+
+    def program_key(self, key: bytes) -> None:
+        """Store the key durably (one transaction); raises :class:`StoreError` if it cannot, or if a key
+        is already programmed (RPMB-33: one-time programmable)."""
+        if len(key) != 32:
+            raise ValueError(f"an RPMB key is 32 bytes, not {len(key)}")
+        try:
+            with self.ns.store.transaction() as db:
+                cur = db.execute("UPDATE rpmb_state SET auth_key=? WHERE ns=? AND auth_key IS NULL",
+                                 (key, self.ns.id))
+                if cur.rowcount != 1:
+                    raise StoreError("the authentication key is already programmed")
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.ns.store.path}: {e}") from e
+        self._key = bytes(key)
+
+    def write(self, address: int, blocks: Sequence[bytes], counter: int) -> int:
+        """Store ``blocks`` (256 bytes each) at ``address``, ``address + 1``, ... and increment the write
+        counter from ``counter`` -- one transaction, committed (fsynced) before returning the new counter.
+
+        Raises :class:`StoreError` with nothing changed if the commit fails or ``counter`` is stale.
+        """
+        ns = self.ns
+        try:
+            with ns.store.transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO rpmb_block(ns, address, data) VALUES (?, ?, ?)",
+                               [(ns.id, address + i, bytes(b)) for i, b in enumerate(blocks)])
+                cur = db.execute("UPDATE rpmb_state SET write_counter=write_counter+1 "
+                                 "WHERE ns=? AND write_counter=? AND write_counter < ?",
+                                 (ns.id, counter, COUNTER_MAX))
+                if cur.rowcount != 1:
+                    raise StoreError(f"write counter is not {counter} (or expired)")
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {ns.store.path}: {e}") from e
+        self.counter = counter + 1
+        ns.store.write_guard(ns.id, self.counter)
+        return self.counter
+
+    def read(self, address: int, count: int) -> list[bytes]:
+        """Blocks ``address .. address + count - 1`` (256 bytes each; never-written blocks are zero)."""
+        try:
+            rows = dict(self.ns.store.db.execute(
+                "SELECT address, data FROM rpmb_block WHERE ns=? AND address BETWEEN ? AND ?",
+                (self.ns.id, address, address + count - 1)).fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.ns.store.path}: {e}") from e
+        return [bytes(rows.get(address + i, _ZERO_BLOCK)) for i in range(count)]
+
+    def close(self) -> None:
+        """Close the namespace (its lock; the store too if the namespace owns it)."""
+        self.ns.close()
