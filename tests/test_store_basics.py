@@ -65,7 +65,8 @@ def test_namespaces_are_separate(tmp_path):
     a.program_key(KEY)
     a.write(0, [b"A" * 256], 0)
     assert (b.key, b.counter, b.read(0, 1)) == (None, 0, [bytes(256)])
-    assert crypto.settle_config({"max_size": 4096}) == {"max_size": 4096}
+    crypto.save_config({"max_size": 4096})
+    assert crypto.config() == {"max_size": 4096}
     assert store.namespace("crypto", "b").config() == {}
     store.close()
 
@@ -87,15 +88,17 @@ def test_lock_in_this_process_and_another(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_settle_config(tmp_path, caplog):
+def test_merge_and_save_config(tmp_path, caplog):
     path = str(tmp_path / "s.db")
     ns = open_namespace(path, "crypto", "0")
-    assert ns.settle_config({"max_dataqueues": 2, "max_size": None}) == {"max_dataqueues": 2}
+    merged = ns.merge_config({"max_dataqueues": 2, "max_size": None})
+    assert merged == {"max_dataqueues": 2} and ns.config() == {}
+    ns.save_config(merged)
     ns.close()
     ns = open_namespace(path, "crypto", "0")
-    assert ns.settle_config({"max_dataqueues": None}) == {"max_dataqueues": 2}
+    assert ns.merge_config({"max_dataqueues": None}) == {"max_dataqueues": 2}
     with caplog.at_level(logging.INFO, "vfu_virtio.store"):
-        assert ns.settle_config({"max_dataqueues": 3}) == {"max_dataqueues": 3}
+        assert ns.merge_config({"max_dataqueues": 3}) == {"max_dataqueues": 3}
     assert "max_dataqueues changes from the stored 2 to 3" in caplog.text
     ns.close()
 

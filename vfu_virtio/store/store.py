@@ -240,28 +240,28 @@ class Namespace:
         rows = self.store.db.execute("SELECT name, value FROM config WHERE ns=?", (self.id,))
         return dict(rows.fetchall())
 
-    def settle_config(self, options: dict[str, int | str | None]) -> dict[str, int | str]:
-        """Merge ``options`` with the stored configuration and store the result.
-
-        An option given as None takes the stored value (or is left out, so the device default applies);
-        a given value replaces the stored one, and a change is logged. Returns the options to build the
-        device with.
-        """
+    def merge_config(self, options: dict[str, int | str | None]) -> dict[str, int | str]:
+        """``options`` merged with the stored configuration (nothing is written): an option given as
+        None takes the stored value (or is left out, so the device default applies); a given value wins,
+        and a change from the stored one is logged."""
         stored = self.config()
-        settled = {}
+        merged = {}
         for name, value in options.items():
             if value is None:
                 if name in stored:
-                    settled[name] = stored[name]
+                    merged[name] = stored[name]
                 continue
             if name in stored and stored[name] != value:
                 log.info("%s instance %r: %s changes from the stored %r to %r", self.kind, self.instance,
                          name, stored[name], value)
-            settled[name] = value
+            merged[name] = value
+        return merged
+
+    def save_config(self, values: dict[str, int | str]) -> None:
+        """Store ``values`` (one transaction); names not given keep their stored value."""
         with self.store.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO config(ns, name, value) VALUES (?, ?, ?)",
-                           [(self.id, k, v) for k, v in settled.items()])
-        return settled
+                           [(self.id, k, v) for k, v in values.items()])
 
     def close(self) -> None:
         """Unlock the namespace (and close the store if this namespace owns it)."""

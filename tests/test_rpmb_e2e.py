@@ -1,0 +1,147 @@
+"""virtio-rpmb end to end: real ``vfu-virtio rpmb`` server processes, the project's vfio-user client and
+virtio-pci driver, frames in shared guest memory, completions by MSI-X.
+
+Configuration space and identity over PCI, the whole key/counter/write/read cycle with MAC and nonce
+checks, multi-block and eMMC-style (``block_count`` = 0) chains, persistence across device reset, client
+reconnect and process restart, one process per store namespace, a crypto and an RPMB device sharing one
+store file (the crypto device's configuration kept there), and the ``rpmb-client`` command line.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vfu_virtio.devices.rpmb import frame as F
+from vfu_virtio.devices.rpmb.frame import Frame
+from vfu_virtio.devices.rpmb.tool import RpmbClient
+
+virtio_pci = pytest.importorskip("vfu_virtio.client.virtio_pci")
+
+KEY = bytes(range(32))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vfu_virtio", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def server(serve):
+    return serve("rpmb", "--capacity", "2", "--max-wr-cnt", "4", "--max-rd-cnt", "0")
+
+
+def test_identity_and_config(server):
+    with RpmbClient.connect(server.socket) as c:
+        assert c._driver.virtio_device_id == 28 and c._driver.num_queues == 1
+        assert c._driver.device_features() & 0xFFFFFF == 0  # "Feature bits: None"
+        assert c.config() == (2, 4, 0)
+
+
+def test_cycle_over_the_transport(server):
+    with RpmbClient.connect(server.socket) as c:
+        assert c.read_counter() == (F.VIRTIO_RPMB_RES_NO_AUTH_KEY, 0)
+        assert c.program_key(KEY) == F.VIRTIO_RPMB_RES_OK
+        assert c.read_counter() == (0, 0)
+        blocks = [bytes([i]) * 256 for i in range(4)]
+        assert c.write(1020, blocks) == (0, 1)
+        assert c.write(1021, blocks) == (F.VIRTIO_RPMB_RES_ADDR_FAILURE, 1)  # capacity 2 = 1024 blocks
+        assert c.read(1020, 4) == (0, blocks)
+        assert c.read(0, 8)[1] == [bytes(256)] * 8  # max_rd_cnt 0: no limit
+        # a replay of a recorded write is refused and changes nothing
+        recorded = F.seal([Frame(req_resp=3, block_count=1, address=5, write_counter=1, data=b"r" * 256)], KEY)
+        rr = Frame(req_resp=F.VIRTIO_RPMB_REQ_RESULT_READ, block_count=1).pack()
+        assert c.exchange([recorded, rr], 1)[0].result == 0
+        (resp,) = c.exchange([recorded, rr], 1)
+        assert (resp.result, resp.write_counter) == (F.VIRTIO_RPMB_RES_COUNT_FAILURE, 2)
+        assert c.read(5) == (0, [b"r" * 256])
+
+
+def test_emmc_style_chains(server):
+    """OP-TEE / mmc-utils frames: block_count 0 in PROGRAM_KEY, RESULT_READ, GET_WRITE_COUNTER and
+    DATA_READ; the read's count comes from the writable frames."""
+    with RpmbClient.connect(server.socket) as c:
+        pk = Frame(req_resp=F.VIRTIO_RPMB_REQ_PROGRAM_KEY, key_mac=KEY).pack()
+        rr = Frame(req_resp=F.VIRTIO_RPMB_REQ_RESULT_READ).pack()
+        c.key = KEY
+        assert c.exchange([pk, rr], 1)[0].result == 0
+        nonce = b"\x42" * 16
+        (resp,) = c.exchange([Frame(req_resp=F.VIRTIO_RPMB_REQ_GET_WRITE_COUNTER, nonce=nonce).pack()], 1)
+        assert (resp.result, resp.nonce, resp.write_counter) == (0, nonce, 0)
+        assert c.write(8, [b"e" * 256, b"m" * 256]) == (0, 1)
+        frames = c.exchange([Frame(req_resp=F.VIRTIO_RPMB_REQ_DATA_READ, address=8, nonce=nonce).pack()], 2)
+        assert [(f.result, f.block_count, f.data[:1]) for f in frames] == [(0, 2, b"e"), (0, 2, b"m")]
+
+
+def test_persistence_across_reset_reconnect_restart(serve):
+    s = serve("rpmb")
+    with RpmbClient.connect(s.socket) as c:
+        assert c.program_key(KEY) == 0
+        assert c.write(3, [b"p" * 256]) == (0, 1)
+        c._driver.reset()  # device reset: the driver starts over on the same connection
+        c._driver.init()
+        c.request = c._driver.queue(0).request
+        assert c.read(3) == (0, [b"p" * 256]) and c.read_counter() == (0, 1)
+    with RpmbClient.connect(s.socket, KEY) as c:  # a new client
+        assert c.write(4, [b"q" * 256]) == (0, 2)
+    assert s.stop() == 0
+    s.start()  # the same store, a new process
+    with RpmbClient.connect(s.socket, KEY) as c:
+        assert c.read_counter() == (0, 2) and c.read(3) == (0, [b"p" * 256]) and c.read(4) == (0, [b"q" * 256])
+        assert c.program_key(bytes(32)) == F.VIRTIO_RPMB_RES_WRITE_FAILURE
+        assert c.config() == (1, 1, 1)
+
+
+def test_one_process_per_namespace(serve, tmp_path):
+    s = serve("rpmb", "--capacity", "4")
+    r = cli("rpmb", "--socket", str(tmp_path / "second.sock"), "--state", s.state)
+    assert r.returncode == 1 and "rpmb instance '0' is already served by another process" in r.stderr
+    assert "Traceback" not in r.stderr
+    other = serve("rpmb", "--instance", "b", name="b")  # another instance in the same file is fine
+    with RpmbClient.connect(other.socket) as c:
+        assert c.config() == (1, 1, 1)
+    s.stop()
+    r = cli("rpmb", "--socket", str(tmp_path / "third.sock"), "--state", s.state, "--capacity", "2")
+    assert r.returncode == 1 and "has capacity 4 (x 128 KiB); it cannot become 2" in r.stderr
+
+
+def test_crypto_and_rpmb_share_one_store(serve):
+    crypto = serve("crypto", "--queues", "2", "--instance", "c")
+    rpmb = serve("rpmb", "--instance", "r", name="rpmb")
+    assert crypto.state == rpmb.state
+    with RpmbClient.connect(rpmb.socket) as c:
+        assert c.program_key(KEY) == 0 and c.write(0, [b"s" * 256]) == (0, 1)
+    drv = virtio_pci.VirtioPciDriver.connect(crypto.socket)
+    drv.init()
+    assert drv.num_queues == 3
+    drv.close()
+    import sqlite3
+    db = sqlite3.connect(crypto.state)
+    rows = dict(db.execute("SELECT c.name, c.value FROM config c JOIN namespace n ON n.id = c.ns "
+                           "WHERE n.kind = 'crypto' AND n.instance = 'c'").fetchall())
+    db.close()
+    assert rows == {"max_dataqueues": 2, "max_sessions": 1024, "max_size": 1 << 20}
+
+
+def test_rpmb_client_command(serve, tmp_path):
+    s = serve("rpmb", "--max-wr-cnt", "2", "--max-rd-cnt", "2")
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY.hex() + "\n")
+    base = ["rpmb-client", "--socket", s.socket]
+    keyed = [*base, "--key-file", str(key_file)]
+    r = cli(*base, "read-counter")
+    assert r.returncode == 1 and "result NO_AUTH_KEY" in r.stderr
+    r = cli(*keyed, "program-key")
+    assert r.returncode == 0 and "result OK" in r.stdout, r.stderr
+    r = cli(*keyed, "program-key")
+    assert r.returncode == 1 and "WRITE_FAILURE" in r.stderr
+    r = cli(*keyed, "write", "--address", "7", "--data-hex", "ab" * 300)
+    assert r.returncode == 0 and "2 block(s) at 7, write counter 1" in r.stdout, r.stderr
+    r = cli(*keyed, "read", "--address", "7", "--count", "2")
+    assert r.returncode == 0 and f"    7: {'ab' * 256}" in r.stdout and f"    8: {'ab' * 44}{'00' * 212}" in r.stdout
+    r = cli(*keyed, "read-counter")
+    assert r.returncode == 0 and "write counter 1" in r.stdout
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(bytes(32))
+    r = cli(*base, "--key-file", str(wrong), "read-counter")
+    assert r.returncode == 1 and "MAC does not verify" in r.stderr
