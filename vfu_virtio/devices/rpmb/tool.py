@@ -33,8 +33,9 @@ class RpmbClient:
         self._driver = None
 
     @classmethod
-    def connect(cls, socket_path: str, key: bytes | None = None) -> "RpmbClient":
-        """Connect to a ``vfu-virtio rpmb`` server and initialise the device (requestq = queue 0)."""
+    def connect(cls, socket_path: str, key: bytes | None = None, timeout: float = 5.0) -> "RpmbClient":
+        """Connect to a ``vfu-virtio rpmb`` server and initialise the device (requestq = queue 0); each
+        request waits ``timeout`` seconds at most for its completion."""
         from vfu_virtio.client import VirtioPciDriver
         drv = VirtioPciDriver.connect(socket_path)
         try:
@@ -45,7 +46,8 @@ class RpmbClient:
         except BaseException:
             drv.close()
             raise
-        client = cls(drv.queue(0).request, key)
+        queue = drv.queue(0)
+        client = cls(lambda out_bufs, in_sizes: queue.request(out_bufs, in_sizes, timeout), key)
         client._driver = drv
         return client
 
