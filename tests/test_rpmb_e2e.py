@@ -33,8 +33,8 @@ def server(serve):
 
 def test_identity_and_config(server):
     with RpmbClient.connect(server.socket) as c:
-        assert c._driver.virtio_device_id == 28 and c._driver.num_queues == 1
-        assert c._driver.device_features() & 0xFFFFFF == 0  # "Feature bits: None"
+        assert c.driver.virtio_device_id == 28 and c.driver.num_queues == 1
+        assert c.driver.device_features() & 0xFFFFFF == 0  # "Feature bits: None"
         assert c.config() == (2, 4, 0)
 
 
@@ -78,9 +78,9 @@ def test_persistence_across_reset_reconnect_restart(serve):
     with RpmbClient.connect(s.socket) as c:
         assert c.program_key(KEY) == 0
         assert c.write(3, [b"p" * 256]) == (0, 1)
-        c._driver.reset()  # device reset: the driver starts over on the same connection
-        c._driver.init()
-        c.request = c._driver.queue(0).request
+        c.driver.reset()  # device reset: the driver starts over on the same connection
+        c.driver.init()
+        c.request = c.driver.queue(0).request
         assert c.read(3) == (0, [b"p" * 256]) and c.read_counter() == (0, 1)
     with RpmbClient.connect(s.socket, KEY) as c:  # a new client
         assert c.write(4, [b"q" * 256]) == (0, 2)

@@ -25,12 +25,13 @@ class RpmbResponseError(Exception):
 
 
 class RpmbClient:
-    """RPMB operations over ``request``; ``key`` (32 bytes) signs writes and verifies responses."""
+    """RPMB operations over ``request``; ``key`` (32 bytes) signs writes and verifies responses;
+    ``driver`` is the :class:`~vfu_virtio.client.VirtioPciDriver` when made by :meth:`connect`."""
 
     def __init__(self, request: Transport, key: bytes | None = None):
         self.request = request
         self.key = key
-        self._driver = None
+        self.driver = None
 
     @classmethod
     def connect(cls, socket_path: str, key: bytes | None = None, timeout: float = 5.0) -> "RpmbClient":
@@ -48,18 +49,18 @@ class RpmbClient:
             raise
         queue = drv.queue(0)
         client = cls(lambda out_bufs, in_sizes: queue.request(out_bufs, in_sizes, timeout), key)
-        client._driver = drv
+        client.driver = drv
         return client
 
     def config(self) -> tuple[int, int, int]:
         """``(capacity in 128 KiB units, max_wr_cnt, max_rd_cnt)`` from the device configuration."""
-        return F.VIRTIO_RPMB_CONFIG.unpack(self._driver.device_config(0, F.VIRTIO_RPMB_CONFIG.size))
+        return F.VIRTIO_RPMB_CONFIG.unpack(self.driver.device_config(0, F.VIRTIO_RPMB_CONFIG.size))
 
     def close(self) -> None:
         """Reset the device and disconnect (when made by :meth:`connect`)."""
-        if self._driver is not None:
-            self._driver.close()
-            self._driver = None
+        if self.driver is not None:
+            self.driver.close()
+            self.driver = None
 
     def __enter__(self) -> "RpmbClient":
         return self
@@ -120,17 +121,22 @@ class RpmbClient:
         """Authenticated DATA_WRITE of ``blocks`` (256 bytes each) at ``address`` (256-byte units), with
         ``counter`` (read from the device first when None) + RESULT_READ; returns ``(result, counter)``
         as the device reports them (the counter after the write)."""
-        if self.key is None:
-            raise ValueError("a write needs the authentication key")
         if counter is None:
             _, counter = self.read_counter()
+        resp = self._one(self.write_request(address, blocks, counter), F.VIRTIO_RPMB_RESP_DATA_WRITE)
+        return resp.result, resp.write_counter
+
+    def write_request(self, address: int, blocks: Sequence[bytes], counter: int) -> list[bytes]:
+        """The readable buffers of one DATA_WRITE chain: ``len(blocks)`` signed frames, then RESULT_READ
+        (one writable frame answers it)."""
+        if self.key is None:
+            raise ValueError("a write needs the authentication key")
         frames = [Frame(req_resp=F.VIRTIO_RPMB_REQ_DATA_WRITE, block_count=len(blocks), address=address,
                         write_counter=counter, data=bytes(b)) for b in blocks]
         raw = F.seal(frames, self.key)
         out = [raw[i:i + FRAME_SIZE] for i in range(0, len(raw), FRAME_SIZE)]
         out.append(Frame(req_resp=F.VIRTIO_RPMB_REQ_RESULT_READ, block_count=1).pack())
-        resp = self._one(out, F.VIRTIO_RPMB_RESP_DATA_WRITE)
-        return resp.result, resp.write_counter
+        return out
 
     def read(self, address: int, count: int = 1) -> tuple[int, list[bytes]]:
         """Authenticated DATA_READ of ``count`` blocks at ``address`` with a fresh nonce; returns
