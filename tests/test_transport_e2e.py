@@ -202,3 +202,37 @@ def test_device_refuses_stateless_bits_without_revision_1(server):
         drv.write_common("device_status", 1 | 2 | FEATURES_OK)
         assert bool(drv.read_common("device_status") & FEATURES_OK) is accepted
     drv.close()
+
+
+def test_pipelined_traffic_never_tears_ring_indexes(server):
+    """Driver and device in two processes update avail.idx / used.idx concurrently for ~2 s with two
+    batches always in flight. Each le16 index must be stored and loaded in one access: with byte-wise
+    stores the device once read a half-written avail.idx and set DEVICE_NEEDS_RESET within a second."""
+    import time
+    drv = attach(server)
+    req = D.digest_data(C.VIRTIO_CRYPTO_HASH, _hash_session(drv), b"p" * 256, 32)
+    q = drv.queue(0)
+    done, deadline = 0, time.monotonic() + 2.0
+    for _ in range(64):
+        q.submit([req.readable], [req.writable])
+    q.kick()
+    while time.monotonic() < deadline:
+        for _ in range(64):
+            q.submit([req.readable], [req.writable])
+        q.kick()
+        for c in q.wait(timeout=10, min_completions=64):
+            assert c.data[-1][-1] == C.VIRTIO_CRYPTO_OK
+            done += 1
+    while q.vq.in_flight:
+        done += len(q.wait(timeout=10, min_completions=q.vq.in_flight))
+    assert not drv.status & DEVICE_NEEDS_RESET
+    assert done > 1000
+    drv.close()
+
+
+def _hash_session(drv) -> int:
+    req = D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA_256, 32)
+    _u, (outcome,) = drv.queue(CTRLQ).request([req.readable], [16])
+    sid, status = D.session_input(outcome)
+    assert status == C.VIRTIO_CRYPTO_OK
+    return sid

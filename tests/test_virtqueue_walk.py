@@ -215,3 +215,11 @@ def test_bad_queue_size(guest):
     mem, _ = guest
     with pytest.raises(GuestError, match="power of 2"):
         SplitVirtqueue(mem, 0, 6, DESC, AVAIL, USED, False, False)
+
+
+def test_misaligned_rings_refused(guest):
+    mem, _ = guest
+    with pytest.raises(GuestError, match="alignment"):
+        SplitVirtqueue(mem, 0, QSZ, DESC + 8, AVAIL, USED, False, False)
+    with pytest.raises(GuestError, match="alignment"):
+        SplitVirtqueue(mem, 0, QSZ, DESC, AVAIL + 1, USED, False, False)

@@ -34,7 +34,6 @@ from .memory import GuestMemory
 
 VIRTQ_DESC = struct.Struct("<QIHH")      # 16 bytes: addr, len, flags, next
 VIRTQ_USED_ELEM = struct.Struct("<II")   # 8 bytes: id, len
-U16 = struct.Struct("<H")
 
 MAX_QUEUE_SIZE = 32768
 DEFAULT_INDIRECT_THRESHOLD = 3  # chains of this many descriptors or more go indirect (when negotiated)
@@ -122,6 +121,9 @@ class Virtqueue:
         self.used_iova = self.ring_iova + L.used_offset
         # every ring access is buf + memfd offset: no views of guest memory stay exported
         self._buf = mem.buf
+        # le16 ring fields go through a 16-bit view: one aligned load/store each, never byte by byte
+        # (struct's "<H" packs bytes), so the device in the other process never sees half an index
+        self._buf16 = mem.buf.cast("H")
         self._base = mem.iova_base
         self._d = self.desc_iova - mem.iova_base           # descriptor table
         self._a = self.avail_iova - mem.iova_base          # avail.flags
@@ -155,21 +157,21 @@ class Virtqueue:
     @property
     def used_idx(self) -> int:
         """The device's used.idx as currently in memory."""
-        return U16.unpack_from(self._buf, self._u_idx)[0]
+        return self._buf16[(self._u_idx) >> 1]
 
     @property
     def avail_event(self) -> int:
         """The device's avail_event (meaningful with EVENT_IDX)."""
-        return U16.unpack_from(self._buf, self._avail_event)[0]
+        return self._buf16[(self._avail_event) >> 1]
 
     @property
     def used_event(self) -> int:
         """Our used_event as written in the available ring."""
-        return U16.unpack_from(self._buf, self._used_event)[0]
+        return self._buf16[(self._used_event) >> 1]
 
     def has_used(self) -> bool:
         """True if the device published used elements we have not collected."""
-        return bool(self._stash) or U16.unpack_from(self._buf, self._u_idx)[0] != self.last_used
+        return bool(self._stash) or self._buf16[(self._u_idx) >> 1] != self.last_used
 
     # ---- submitting ---------------------------------------------------------------------------
     def add(self, out_bufs: Sequence, in_sizes: Sequence[int], token: Any = None,
@@ -247,13 +249,13 @@ class Virtqueue:
                 else:
                     pack(buf, d + 16 * descs[j], addr, ln, fl, 0)
         self._inflight[head] = (head if token is None else token, descs, block, ins, in_total)
-        U16.pack_into(self._buf, self._a_ring + 2 * (self.avail_idx % self.size), head)
+        self._buf16[(self._a_ring + 2 * (self.avail_idx % self.size)) >> 1] = head
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         return head
 
     def publish(self) -> None:
         """Make every added chain visible: one store of avail.idx (after the ring entries)."""
-        U16.pack_into(self._buf, self._a_idx, self.avail_idx)
+        self._buf16[(self._a_idx) >> 1] = self.avail_idx
 
     def kick_needed(self) -> bool:
         """Whether the device wants an available buffer notification for what was published since the
@@ -264,19 +266,19 @@ class Virtqueue:
         if new == old:
             return False
         if self.event_idx:
-            return vring_need_event(U16.unpack_from(self._buf, self._avail_event)[0], new, old)
-        return not U16.unpack_from(self._buf, self._u)[0] & VIRTQ_USED_F_NO_NOTIFY
+            return vring_need_event(self._buf16[(self._avail_event) >> 1], new, old)
+        return not self._buf16[(self._u) >> 1] & VIRTQ_USED_F_NO_NOTIFY
 
     def set_interrupts(self, enabled: bool) -> None:
         """Ask for used buffer notifications (or not): avail.flags NO_INTERRUPT without EVENT_IDX,
         used_event = collected used.idx (enabled) with EVENT_IDX. A hint: the device may still interrupt."""
         if self.event_idx:
             if enabled:
-                U16.pack_into(self._buf, self._used_event, self.last_used)
+                self._buf16[(self._used_event) >> 1] = self.last_used
             else:
-                U16.pack_into(self._buf, self._used_event, (self.last_used - 1) & 0xFFFF)
+                self._buf16[(self._used_event) >> 1] = (self.last_used - 1) & 0xFFFF
         else:
-            U16.pack_into(self._buf, self._a, 0 if enabled else VIRTQ_AVAIL_F_NO_INTERRUPT)
+            self._buf16[(self._a) >> 1] = 0 if enabled else VIRTQ_AVAIL_F_NO_INTERRUPT
 
     # ---- completions --------------------------------------------------------------------------
     def get_used(self, max_items: int | None = None) -> list[Completion]:
@@ -290,7 +292,7 @@ class Virtqueue:
         out = self._stash
         self._stash = []
         buf = self._buf
-        used_idx = U16.unpack_from(buf, self._u_idx)[0]
+        used_idx = self._buf16[(self._u_idx) >> 1]
         last = self.last_used
         if ((used_idx - last) & 0xFFFF) > self.size:
             self._stash = out
@@ -319,7 +321,7 @@ class Virtqueue:
                 break
         self.last_used = last
         if self.event_idx:
-            U16.pack_into(self._buf, self._used_event, last)
+            self._buf16[(self._used_event) >> 1] = last
         if error:
             self._stash = out
             raise VirtqueueError(f"queue {self.index}: {error}")
@@ -342,4 +344,5 @@ class Virtqueue:
             return
         self.detach_all()
         self.mem.free(self.ring_iova)
+        self._buf16.release()
         self.closed = True

@@ -310,8 +310,11 @@ class VirtioPciTransport:
         return None
 
     # ---- queue processing ---------------------------------------------------------------------
-    def process_pending(self, budget: int = 256) -> None:
+    def process_pending(self, budget: int = 32) -> None:
         """Run every notified queue: pop chains, let the device handle them, publish used, interrupt.
+
+        Used elements are published (and the driver interrupted) at least every ``budget`` requests, so a
+        driver that keeps the ring full gets completions back while the device works on the rest.
 
         Each used element is published only after ``device.handle`` returned (for RPMB: after the store
         commit), and the interrupt is sent after used.idx is published.

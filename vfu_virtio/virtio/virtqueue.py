@@ -13,6 +13,7 @@ raises :class:`GuestError`; the transport then sets DEVICE_NEEDS_RESET.
 from __future__ import annotations
 
 import struct
+import sys
 
 from .chain import DescriptorChain, GuestError
 from .constants import (VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
@@ -20,7 +21,8 @@ from .constants import (VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ
 from .memory import GuestMemory
 
 VIRTQ_DESC = struct.Struct("<QIHH")
-U16 = struct.Struct("<H")
+if sys.byteorder != "little":  # the 16-bit views below read le16 fields natively
+    raise ImportError("vfu_virtio's split virtqueues assume a little-endian host")
 VIRTQ_USED_ELEM = struct.Struct("<II")
 MAX_CHAIN_BYTES = 1 << 30  # a chain's buffers may not add up to more than 1 GiB
 # An indirect table may hold more entries than the queue size (Linux's virtio_crypto sends 292 for a
@@ -62,6 +64,13 @@ class SplitVirtqueue:
         self.desc = self.mem.translate(desc, 16 * size)
         self.avail = self.mem.translate(driver, 6 + 2 * size)
         self.used = self.mem.translate(device, 6 + 8 * size, write=True)
+        if desc % 16 or driver % 2 or device % 4:
+            raise GuestError(f"queue {self.index}: ring addresses {desc:#x}/{driver:#x}/{device:#x} break the "
+                             f"16/2/4-byte alignment of \"Virtqueue Alignment\"")
+        # 16-bit views: every le16 ring field is loaded and stored in one aligned access, never byte by
+        # byte (struct's "<H" does bytes), so the driver in the other process never sees half an index
+        self.avail16 = self.avail.cast("H")
+        self.used16 = self.used.cast("H")
         self.generation = self.mem.generation
 
     def check_memory(self) -> None:
@@ -73,16 +82,16 @@ class SplitVirtqueue:
                 raise GuestError(f"queue {self.index}: rings no longer mapped after a DMA unmap: {e}") from None
 
     def pending(self) -> bool:
-        return U16.unpack_from(self.avail, 2)[0] != self.last_avail
+        return self.avail16[1] != self.last_avail
 
     def pop(self) -> DescriptorChain | None:
-        avail_idx = U16.unpack_from(self.avail, 2)[0]
+        avail_idx = self.avail16[1]
         if avail_idx == self.last_avail:
             return None
         if ((avail_idx - self.last_avail) & 0xFFFF) > self.size:
             raise GuestError(f"queue {self.index}: avail.idx {avail_idx} is more than queue_size {self.size} "
                              f"ahead of {self.last_avail}")
-        head = U16.unpack_from(self.avail, 4 + 2 * (self.last_avail % self.size))[0]
+        head = self.avail16[2 + self.last_avail % self.size]
         self.last_avail = (self.last_avail + 1) & 0xFFFF
         return self._walk(head)
 
@@ -139,17 +148,17 @@ class SplitVirtqueue:
 
     def flush(self) -> bool:
         """Publish used.idx (after the elements) and return True if the driver should be interrupted."""
-        U16.pack_into(self.used, 2, self.used_idx)
+        self.used16[1] = self.used_idx
         old, new = self._signalled_used, self.used_idx
         if old == new:
             return False
         self._signalled_used = new
         if self.event_idx:
-            used_event = U16.unpack_from(self.avail, 4 + 2 * self.size)[0]
+            used_event = self.avail16[2 + self.size]
             return vring_need_event(used_event, new, old)
-        return not U16.unpack_from(self.avail, 0)[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
+        return not self.avail16[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def set_avail_event(self) -> None:
         """With EVENT_IDX: ask to be kicked when the driver adds past what we consumed."""
         if self.event_idx:
-            U16.pack_into(self.used, 4 + 8 * self.size, self.last_avail)
+            self.used16[2 + 4 * self.size] = self.last_avail
