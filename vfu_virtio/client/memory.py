@@ -129,11 +129,12 @@ class GuestMemory:
         size = self._allocated.pop(iova, None)
         if size is None:
             raise GuestMemoryError(f"free of guest address {iova:#x}, which is not an allocation")
-        if self._cached < FREE_CACHE_ENTRIES:
-            self._cache.setdefault(size, []).append(iova)
-            self._cached += 1
-            return
-        self._release(iova, size)
+        if self._cached >= FREE_CACHE_ENTRIES:
+            # full of blocks of sizes no longer asked for: merge them all back, or every later
+            # allocation would first-fit through a free list shredded into ~FREE_CACHE_ENTRIES ranges
+            self._flush_cache()
+        self._cache.setdefault(size, []).append(iova)
+        self._cached += 1
 
     def _release(self, iova: int, size: int) -> None:
         end = iova + size
