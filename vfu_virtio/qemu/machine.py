@@ -1,0 +1,114 @@
+"""One QEMU boot of the guest: the command line, the console, the time limit, and QEMU's own clean-up.
+
+The machine is q35 with its RAM in a shared memfd (``memory-backend-memfd,share=on``: a vfio-user
+device maps guest memory from the fds QEMU sends), one vCPU, no display, no network, serial console on
+stdout, ``-no-reboot`` and ``panic=-1`` so that both power-off and a panic end the process. Devices are
+:class:`VfioUser` (``vfio-user-pci``, JSON ``-device`` form: the only one QEMU's client accepts) or
+:class:`QemuBuiltinCrypto` (QEMU's own ``virtio-crypto-pci`` on ``cryptodev-backend-builtin``).
+:func:`boot` reads the console as it comes, kills QEMU by PID when the time limit passes, and returns a
+:class:`BootResult` whatever happened.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import initramfs
+from .kit import GuestKit
+
+
+@dataclass(frozen=True)
+class VfioUser:
+    """A device served over vfio-user on ``socket`` (the server must be listening before boot)."""
+    socket: Path
+
+    def qemu_args(self, index: int) -> list[str]:
+        dev = {"driver": "vfio-user-pci", "id": f"vfu{index}", "socket": {"path": str(self.socket), "type": "unix"}}
+        return ["-device", json.dumps(dev)]
+
+
+@dataclass(frozen=True)
+class QemuBuiltinCrypto:
+    """QEMU's own virtio-crypto-pci with the builtin (in-QEMU software) cryptodev backend."""
+
+    def qemu_args(self, index: int) -> list[str]:
+        return ["-object", f"cryptodev-backend-builtin,id=cryptodev{index}",
+                "-device", f"virtio-crypto-pci,id=vcrypto{index},cryptodev=cryptodev{index}"]
+
+
+Device = VfioUser | QemuBuiltinCrypto
+
+
+@dataclass
+class BootResult:
+    argv: list[str]
+    console: str  # the guest's serial console (QEMU's stdout)
+    stderr: str   # QEMU's own messages
+    returncode: int
+    seconds: float
+    timed_out: bool
+
+
+def qemu_argv(kit: GuestKit, devices: list[Device], params: dict[str, object], memory_mib: int = 512) -> list[str]:
+    """The full QEMU command line; ``params`` become ``vfu.<key>=<value>`` on the kernel command line."""
+    append = " ".join(["console=ttyS0", "panic=-1", "quiet"] + [f"vfu.{k}={v}" for k, v in params.items()])
+    argv = [str(kit.qemu), "-accel", kit.accel,
+            "-object", f"memory-backend-memfd,id=mem,size={memory_mib}M,share=on",
+            "-machine", "q35,memory-backend=mem", "-m", f"{memory_mib}M", "-smp", "1",
+            "-nographic", "-no-reboot", "-vga", "none", "-nic", "none",
+            "-kernel", str(kit.kernel), "-initrd", str(initramfs.build(kit)), "-append", append]
+    for i, dev in enumerate(devices):
+        argv += dev.qemu_args(i)
+    return argv
+
+
+def boot(kit: GuestKit, devices: list[Device], params: dict[str, object] | None = None, timeout: float = 300,
+         on_line: Callable[[str], None] | None = None) -> BootResult:
+    """Boot once and wait for QEMU to exit (the guest powers off) or ``timeout`` seconds, then kill it.
+
+    ``on_line`` sees each console line as it arrives (progress output). QEMU runs in its own session so
+    a Ctrl-C at the terminal reaches only the harness, which then kills QEMU itself.
+    """
+    argv = qemu_argv(kit, devices, params or {})
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    out, err, partial = bytearray(), bytearray(), bytearray()
+    timed_out = False
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    try:
+        while sel.get_map():
+            left = t0 + timeout - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            for key, _ in sel.select(min(left, 1.0)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                key.data.extend(chunk)
+                if key.data is out and on_line:
+                    partial.extend(chunk)
+                    *lines, rest = partial.split(b"\n")
+                    partial[:] = rest
+                    for line in lines:
+                        on_line(line.decode(errors="replace").rstrip("\r"))
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        rc = proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return BootResult(argv, out.decode(errors="replace"), err.decode(errors="replace"), rc,
+                      time.monotonic() - t0, timed_out)
