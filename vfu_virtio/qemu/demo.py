@@ -16,7 +16,7 @@ from .kit import GuestKit
 from .report import GuestReport
 from .scenario import CryptoPlan, GuestRun, run_guest
 
-CRYPTO_OPTIONS = ("--queues", "2")
+QUEUES = 2
 VIRTIO_NAMES = {"0x0014": "crypto", "0x001c": "rpmb"}
 RESET_PHASES = ("virtio-rebind", "pci-rebind")
 
@@ -97,10 +97,10 @@ def demo(model: str = "vfu-virtio", verbose: bool = False, timeout: float = 300)
     print(f"{kit.qemu_version()}; guest kernel {kit.kernel_release}; accelerator {kit.accel}")
     plan = CryptoPlan.random()
     if model == "vfu-virtio":
-        print(f"serving vfu-virtio crypto ({' '.join(CRYPTO_OPTIONS)}) and rpmb; attaching both with vfio-user-pci")
+        print(f"serving vfu-virtio crypto ({QUEUES} data queues) and rpmb; attaching both with vfio-user-pci")
     else:
-        print("attaching QEMU's own virtio-crypto-pci (cryptodev-backend-builtin)")
-    run = run_guest(kit, model, plan, crypto_options=CRYPTO_OPTIONS, timeout=timeout,
+        print("attaching QEMU's own virtio-crypto-pci (cryptodev-backend-builtin, one data queue)")
+    run = run_guest(kit, model, plan, queues=QUEUES, timeout=timeout,
                     on_line=(lambda line: print(f"  | {line}")) if verbose else None)
     ok = summarize(run, plan)
     if verbose or not ok:

@@ -36,7 +36,8 @@ class VfioUser:
 
 @dataclass(frozen=True)
 class QemuBuiltinCrypto:
-    """QEMU's own virtio-crypto-pci with the builtin (in-QEMU software) cryptodev backend."""
+    """QEMU's own virtio-crypto-pci with the builtin (in-QEMU software) cryptodev backend (one data queue:
+    QEMU refuses more for this backend)."""
 
     def qemu_args(self, index: int) -> list[str]:
         return ["-object", f"cryptodev-backend-builtin,id=cryptodev{index}",

@@ -109,17 +109,22 @@ class GuestRun:
                 f"{self.boot.console[-5000:]}\n{self.server_logs[-5000:]}")
 
 
-def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *, crypto_options: tuple[str, ...] = (),
+def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *, queues: int = 1, crypto_options: tuple[str, ...] = (),
               rpmb: bool = True, workdir: Path | None = None, timeout: float = 300,
               log_level: str = "info", on_line: Callable[[str], None] | None = None) -> GuestRun:
-    """Boot ``model`` (one of :data:`MODELS`) once with ``plan``; see the module docstring."""
+    """Boot ``model`` (one of :data:`MODELS`) once with ``plan``; see the module docstring.
+
+    ``queues`` (data queues) and ``crypto_options`` (further ``vfu-virtio crypto`` options) configure
+    vfu-virtio's device; QEMU's builtin backend has one data queue. Server logs stay in ``workdir`` when
+    one is given.
+    """
     if model not in MODELS:
         raise ValueError(f"model {model!r}: expected one of {MODELS}")
     with tempfile.TemporaryDirectory(prefix="vfu-guest-") as tmp, \
             DeviceServers(workdir or Path(tmp), log_level=log_level) as servers:
         devices: list[Device] = []
         if model == "vfu-virtio":
-            devices.append(VfioUser(servers.start("crypto", *crypto_options).socket))
+            devices.append(VfioUser(servers.start("crypto", "--queues", str(queues), *crypto_options).socket))
             if rpmb:
                 devices.append(VfioUser(servers.start("rpmb").socket))
         else:

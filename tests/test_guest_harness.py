@@ -1,0 +1,163 @@
+"""The guest harness itself (``vfu_virtio.qemu``), without booting a guest to the end.
+
+The initramfs writer is checked against the ``cpio`` tool and the kernel's own modules.dep, the marker
+parser against interleaved console lines, and the process handling on its failure paths: QEMU refusing
+a socket nobody serves, a boot cut off by its time limit, a server that cannot start. Every process
+started here must be gone afterwards.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from vfu_virtio.qemu import initramfs
+from vfu_virtio.qemu.kit import GuestKit, KitMissing
+from vfu_virtio.qemu.machine import QemuBuiltinCrypto, VfioUser, boot
+from vfu_virtio.qemu.report import parse
+from vfu_virtio.qemu.scenario import CryptoPlan, pattern
+from vfu_virtio.qemu.servers import DeviceServers, ServerFailed
+
+
+@pytest.fixture(scope="module")
+def kit() -> GuestKit:
+    try:
+        return GuestKit.from_env()
+    except KitMissing as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(e))
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_newc_archive_reads_back_with_cpio(tmp_path):
+    if not shutil.which("cpio"):
+        pytest.skip("no cpio tool")
+    arc = initramfs.Newc()
+    arc.dir("bin")
+    arc.file("bin/x", b"hello\n", 0o755)
+    arc.file("odd", b"12345")  # unaligned size: padding must be right for the next header
+    arc.symlink("bin/y", "/bin/x")
+    arc.chardev("console", 5, 1)
+    listing = subprocess.run(["cpio", "-itv", "--quiet"], input=arc.finish(), capture_output=True,
+                             check=True).stdout.decode()
+    lines = {ln.split()[-1] if "->" not in ln else ln.split()[-3]: ln for ln in listing.splitlines()}
+    assert set(lines) == {"bin", "bin/x", "odd", "bin/y", "console"}
+    assert lines["bin"].startswith("drwxr-xr-x")
+    assert lines["bin/x"].startswith("-rwxr-xr-x") and " 6 " in lines["bin/x"]
+    assert lines["bin/y"].startswith("lrwxrwxrwx") and lines["bin/y"].endswith("-> /bin/x")
+    assert lines["console"].startswith("crw-------") and "5,   1" in lines["console"]
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet", "--no-absolute-filenames"], input=arc.finish(), cwd=out,
+                   check=True, capture_output=True)
+    assert (out / "bin" / "x").read_bytes() == b"hello\n" and (out / "odd").read_bytes() == b"12345"
+
+
+def test_module_closure_is_dependency_ordered(tmp_path, monkeypatch):
+    (tmp_path / "modules.dep").write_text(
+        "kernel/a/virtio_pci.ko: kernel/a/virtio_ring.ko kernel/a/virtio.ko\n"
+        "kernel/a/virtio_ring.ko: kernel/a/virtio.ko\n"
+        "kernel/a/virtio.ko:\n"
+        "kernel/b/virtio_crypto.ko: kernel/a/virtio.ko kernel/b/crypto_engine.ko\n"
+        "kernel/b/crypto_engine.ko:\n"
+        "kernel/c/algif_skcipher.ko: kernel/c/af_alg.ko\n"
+        "kernel/c/af_alg.ko:\n"
+        "kernel/d/unrelated.ko:\n")
+    closure = initramfs.module_closure(tmp_path)
+    assert sorted(closure) == sorted(["kernel/a/virtio_pci.ko", "kernel/a/virtio_ring.ko", "kernel/a/virtio.ko",
+                                      "kernel/b/virtio_crypto.ko", "kernel/b/crypto_engine.ko",
+                                      "kernel/c/algif_skcipher.ko", "kernel/c/af_alg.ko"])
+    assert closure.index("kernel/a/virtio.ko") < closure.index("kernel/a/virtio_ring.ko") \
+        < closure.index("kernel/a/virtio_pci.ko")
+    monkeypatch.setattr(initramfs, "WANTED_MODULES", (("missing_required", True),))
+    with pytest.raises(KitMissing, match="missing_required"):
+        initramfs.module_closure(tmp_path)
+
+
+def test_initramfs_holds_the_guest_and_is_cached(kit):
+    if not shutil.which("cpio"):
+        pytest.skip("no cpio tool")
+    first = initramfs.build(kit)
+    stamp = first.stat().st_mtime_ns
+    assert initramfs.build(kit) == first and first.stat().st_mtime_ns == stamp  # reused, not rewritten
+    names = set(subprocess.run(["cpio", "-it", "--quiet"], stdin=open(first, "rb"), capture_output=True,
+                               check=True).stdout.decode().split())
+    release = kit.kernel_release
+    assert {"init", "bin/afalg", "bin/busybox", "bin/sh", "sbin/modprobe", "usr/bin/sha256sum",
+            "dev/console", f"lib/modules/{release}/modules.dep"} <= names
+    for module in initramfs.module_closure(kit.modules_dir):
+        assert f"lib/modules/{release}/{module}" in names
+    assert any(n.endswith("/virtio_crypto.ko") for n in names)
+
+
+def test_markers_are_found_in_interleaved_console_lines():
+    console = ("SeaBIOS junk\r\n\x1b[2JVFU-BOOT kernel=6.1\r\n"
+               "[    1.0] random kernel line\n"
+               "VFU-PCI phase=boot slot=0000:00:01.0 vendor=0x1af4 device=0x1054 driver=virtio-pci\n"
+               "[    2.0] virtio_crypto: interleaVFU-AFALG phase=boot size=16 result=ok enc_sha256=ab dec_sha256=cd\n"
+               "VFU-DMESG [    1.9] virtio_crypto virtio0: max_queues: 3, max_size 0x1\n"
+               "VFU-DONE\n")
+    r = parse(console)
+    assert [m.tag for m in r.markers] == ["BOOT", "PCI", "AFALG", "DMESG", "DONE"]
+    assert r.done and r.pci(device="0x1054")[0]["slot"] == "0000:00:01.0"
+    assert r.afalg()[16] == {"phase": "boot", "size": "16", "result": "ok", "enc_sha256": "ab", "dec_sha256": "cd"}
+    assert r.dmesg() == ["[    1.9] virtio_crypto virtio0: max_queues: 3, max_size 0x1"]
+    assert not parse("VFU-BOOT\n").done
+
+
+def test_pattern_and_expected_values():
+    # xorshift32(13, 17, 5) from seed 1: 270369, 67634689, 2647435461 -> top bytes 0x00, 0x04, 0x9d
+    assert pattern(1, 3) == bytes([0x00, 0x04, 0x9D])
+    assert pattern(0, 64) == pattern(0x9E3779B9, 64) and len(set(pattern(7, 4096))) == 256
+    plan = CryptoPlan(bytes(16), bytes(16), 1, sizes=(16,))
+    enc, dec = plan.expected(16)
+    assert plan.mismatches({16: {"result": "ok", "enc_sha256": enc, "dec_sha256": dec}}) == []
+    assert plan.mismatches({16: {"result": "ok", "enc_sha256": dec, "dec_sha256": dec}}) == \
+        ["16 B: encryption differs from the host"]
+    assert plan.mismatches({}) == ["16 B: no result"]
+    assert plan.params() == {"key": "00" * 16, "iv": "00" * 16, "seed": 1, "sizes": "16", "reset": 1}
+
+
+@pytest.mark.guest
+def test_qemu_refusing_a_dead_socket_is_reported_at_once(kit, tmp_path):
+    result = boot(kit, [VfioUser(tmp_path / "nobody.sock")], timeout=60)
+    assert result.returncode != 0 and not result.timed_out and result.seconds < 30
+    assert "nobody.sock" in result.stderr, result.stderr
+    assert not parse(result.console).markers
+
+
+@pytest.mark.guest
+def test_time_limit_kills_qemu(kit):
+    t0 = time.monotonic()
+    result = boot(kit, [QemuBuiltinCrypto()], timeout=1.5)
+    assert result.timed_out and result.returncode == -9
+    assert time.monotonic() - t0 < 10
+
+
+def test_server_that_cannot_start_is_reported_and_reaped(tmp_path):
+    with DeviceServers(tmp_path) as servers:
+        with pytest.raises(ServerFailed, match="queues"):
+            servers.start("crypto", "--queues", "0")
+        (failed,) = servers.servers
+    assert failed.returncode not in (None, 0) and gone(failed.pid)
+
+
+def test_servers_are_stopped_by_pid(tmp_path):
+    with DeviceServers(tmp_path) as servers:
+        crypto, rpmb = servers.start("crypto"), servers.start("rpmb")
+        assert crypto.socket.exists() and rpmb.socket.exists() and crypto.alive() and rpmb.alive()
+    assert [crypto.returncode, rpmb.returncode] == [0, 0], servers.logs()
+    assert gone(crypto.pid) and gone(rpmb.pid)
+    assert Path(tmp_path / "state.db").exists()  # both served from one state store
