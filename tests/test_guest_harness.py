@@ -108,12 +108,15 @@ def test_markers_are_found_in_interleaved_console_lines():
                "VFU-PCI phase=boot slot=0000:00:01.0 vendor=0x1af4 device=0x1054 driver=virtio-pci\n"
                "[    2.0] virtio_crypto: interleaVFU-AFALG phase=boot size=16 result=ok enc_sha256=ab dec_sha256=cd\n"
                "VFU-DMESG [    1.9] virtio_crypto virtio0: max_queues: 3, max_size 0x1\n"
-               "VFU-DONE\n")
+               "VFU-DONE\n[    3.0] reboot: Power down\n")
     r = parse(console)
     assert [m.tag for m in r.markers] == ["BOOT", "PCI", "AFALG", "DMESG", "DONE"]
     assert r.done and r.pci(device="0x1054")[0]["slot"] == "0000:00:01.0"
     assert r.afalg()[16] == {"phase": "boot", "size": "16", "result": "ok", "enc_sha256": "ab", "dec_sha256": "cd"}
     assert r.dmesg() == ["[    1.9] virtio_crypto virtio0: max_queues: 3, max_size 0x1"]
+    assert r.kernel_console == ["[    1.0] random kernel line", "[    2.0] virtio_crypto: interlea",
+                                "[    3.0] reboot: Power down"]
+    assert r.kernel_complaints() == ["[    2.0] virtio_crypto: interlea"]
     assert not parse("VFU-BOOT\n").done
 
 

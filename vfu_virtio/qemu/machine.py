@@ -58,7 +58,8 @@ class BootResult:
 
 
 def qemu_argv(kit: GuestKit, devices: list[Device], params: dict[str, object], memory_mib: int = 512) -> list[str]:
-    """The full QEMU command line; ``params`` become ``vfu.<key>=<value>`` on the kernel command line."""
+    """The full QEMU command line (building the initramfs if the cache lacks it); ``params`` become
+    ``vfu.<key>=<value>`` on the kernel command line."""
     append = " ".join(["console=ttyS0", "panic=-1", "quiet"] + [f"vfu.{k}={v}" for k, v in params.items()])
     argv = [str(kit.qemu), "-accel", kit.accel,
             "-object", f"memory-backend-memfd,id=mem,size={memory_mib}M,share=on",
@@ -104,6 +105,8 @@ def boot(kit: GuestKit, devices: list[Device], params: dict[str, object] | None 
                     partial[:] = rest
                     for line in lines:
                         on_line(line.decode(errors="replace").rstrip("\r"))
+        if partial and on_line:
+            on_line(partial.decode(errors="replace").rstrip("\r"))
     finally:
         sel.close()
         if proc.poll() is None:

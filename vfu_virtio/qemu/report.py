@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 
 _MARKER = re.compile(r"VFU-([A-Z]+)(?: (.*))?$")
+_KERNEL_LINE = re.compile(r"\[\s*\d+\.\d+\] .*")
+_COMPLAINT = re.compile(r"BUG|WARNING|Oops|Call Trace|panic|virtio|vfio|pci|crypto|alg:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class Marker:
 @dataclass
 class GuestReport:
     markers: list[Marker] = field(default_factory=list)
+    #: kernel messages that reached the console: with ``quiet`` only errors and worse (and the power-off)
+    kernel_console: list[str] = field(default_factory=list)
 
     def find(self, tag: str, **match: str) -> list[dict[str, str]]:
         """Field dicts of the ``tag`` markers whose fields equal ``match``."""
@@ -58,12 +62,19 @@ class GuestReport:
     def dmesg(self) -> list[str]:
         return [m.text for m in self.markers if m.tag == "DMESG"]
 
+    def kernel_complaints(self) -> list[str]:
+        """Console kernel messages about bugs, warnings, or the virtio, PCI and crypto layers."""
+        return [ln for ln in self.kernel_console if _COMPLAINT.search(ln)]
+
 
 def parse(console: str) -> GuestReport:
     report = GuestReport()
     for line in console.splitlines():
         at = line.find("VFU-")
         m = _MARKER.match(line[at:].rstrip()) if at >= 0 else None
+        kernel = _KERNEL_LINE.search(line[:at] if m else line)
+        if kernel:
+            report.kernel_console.append(kernel.group(0).rstrip())
         if not m:
             continue
         text = m.group(2) or ""
