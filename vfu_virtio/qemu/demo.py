@@ -83,6 +83,10 @@ def summarize(run: GuestRun, plan: CryptoPlan, say: Callable[[str], None] = prin
             ok &= not bad and selftest == "passed"
             say(f"after the guest reset the device ({phase}): selftest {selftest}, AF_ALG "
                 + ("equal to the host" if not bad else "; ".join(bad)))
+    complaints = r.kernel_complaints()
+    ok &= not complaints
+    for line in complaints:
+        say(f"  kernel: {line}")
     if run.servers_alive_after_boot:
         ok &= all(run.servers_alive_after_boot)
         say(f"device servers alive after the guest powered off: {run.servers_alive_after_boot}, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import shlex
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,8 +54,11 @@ class CryptoPlan:
     bench_ms: int = 0
 
     @classmethod
-    def random(cls, **kw) -> "CryptoPlan":
-        return cls(secrets.token_bytes(16), secrets.token_bytes(16), secrets.randbits(32), **kw)
+    def random(cls, key_bytes: int = 16, **kw) -> "CryptoPlan":
+        """A fresh random key (16, 24 or 32 bytes: AES-128/192/256), IV and seed."""
+        if key_bytes not in (16, 24, 32):
+            raise ValueError(f"AES key of {key_bytes} bytes: expected 16, 24 or 32")
+        return cls(secrets.token_bytes(key_bytes), secrets.token_bytes(16), secrets.randbits(32), **kw)
 
     def params(self) -> dict[str, object]:
         p: dict[str, object] = {"key": self.key.hex(), "iv": self.iv.hex(), "seed": self.seed}
@@ -105,6 +109,7 @@ class GuestRun:
         """Enough text to see why a run went wrong: exit, last step, console and log tails."""
         return (f"{self.model}: QEMU exit {self.boot.returncode} after {self.boot.seconds:.1f} s"
                 f"{' (timed out)' if self.boot.timed_out else ''}, last guest step {self.report.last_step}\n"
+                f"--- QEMU command ---\n{shlex.join(self.boot.argv)}\n"
                 f"--- QEMU stderr ---\n{self.boot.stderr[-2000:]}\n--- console (tail) ---\n"
                 f"{self.boot.console[-5000:]}\n{self.server_logs[-5000:]}")
 
