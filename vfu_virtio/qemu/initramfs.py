@@ -4,7 +4,8 @@ The archive is an uncompressed cpio "newc" image written here (no cpio tool, no 
 /dev/console is just a header). Its modules are the closure, by the kernel's own ``modules.dep``, of
 :data:`WANTED_MODULES` (those marked optional are skipped when this kernel has no such module). The image
 is cached under ``$VMKIT/cache`` by a SHA-256 of everything that goes into it, so an unchanged kit
-reuses it and any changed input (init script, guest program, busybox, a module) builds a new one.
+reuses it and any changed input (init script, guest program, busybox, a module) builds a new one,
+which replaces the old.
 """
 from __future__ import annotations
 
@@ -136,4 +137,7 @@ def build(kit: GuestKit) -> Path:
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
     tmp.write_bytes(arc.finish())
     os.replace(tmp, out)
+    for old in cache.glob("initramfs-*.cpio"):  # superseded images (QEMU reads its initrd at start-up)
+        if old != out:
+            old.unlink(missing_ok=True)
     return out
