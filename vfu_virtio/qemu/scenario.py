@@ -115,7 +115,7 @@ class GuestRun:
 
 
 def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *, queues: int = 1, crypto_options: tuple[str, ...] = (),
-              rpmb: bool = True, workdir: Path | None = None, timeout: float = 300,
+              workdir: Path | None = None, timeout: float = 300,
               log_level: str = "info", on_line: Callable[[str], None] | None = None) -> GuestRun:
     """Boot ``model`` (one of :data:`MODELS`) once with ``plan``; see the module docstring.
 
@@ -130,8 +130,7 @@ def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *, queues: int = 1, c
         devices: list[Device] = []
         if model == "vfu-virtio":
             devices.append(VfioUser(servers.start("crypto", "--queues", str(queues), *crypto_options).socket))
-            if rpmb:
-                devices.append(VfioUser(servers.start("rpmb").socket))
+            devices.append(VfioUser(servers.start("rpmb").socket))
         else:
             devices.append(QemuBuiltinCrypto())
         result = boot(kit, devices, plan.params(), timeout=timeout, on_line=on_line)
