@@ -12,16 +12,17 @@ three hit the same disk), each for ``--seconds``:
 3. **device reads**: authenticated DATA_READ of one block with a fresh nonce, MAC and nonce verified.
 
 Device writes run twice: one chain in flight (each write waits for the previous completion) and
-``--depth`` chains in flight (the driver fills the ring, the device still commits each chain before its
-used element is published). Prints a markdown table and the ratio device writes / raw write+fsync
-(target >= 0.8; also against in-place pwrite+fsync, which this disk does faster). Not a test: nothing
-here asserts on time.
+``--depth`` chains in flight (the driver fills the ring and kicks once; the device stages every write of
+the run and makes them durable with one store commit -- group commit -- before any used element is
+published). Prints a markdown table and the ratio device writes / raw write+fsync (target >= 0.8; also
+against in-place pwrite+fsync, which this disk does faster). Not a test: nothing here asserts on time.
 
-Measured on the project VM (2 CPUs, ext4 on /dev/vda, 5 s each): raw append+fsync 6,152/s, in-place
-8,994/s; device writes 2,473/s (1 in flight, 0.40), 4,049/s (16 in flight, 0.66); reads 5,842/s. The
-store commit alone runs at ~6,800/s in-process; the rest is Python per-chain work in the transport and
-device. The 0.8 target would need group commit (one transaction for the chains of one notification),
-which the one-chain ``handle()`` contract does not allow today.
+Measured on the project VM (2 CPUs, ext4 on /dev/vda, 5 s each): raw append+fsync 5,701/s, in-place
+7,779/s; device writes 2,355/s with 1 in flight (0.41) and 10,912/s with 16 in flight (1.91: one fsync per
+kick instead of one per write); reads 6,460/s. With one write in flight the commit (~150 us) is not the
+cost: the rest of the ~425 us is the round trip -- the driver building and MAC-ing the frames, the
+vfio-user kick, parsing, MAC check and response MAC in the device, the MSI-X eventfd and the driver's
+wake-up and MAC check, all Python on two cores.
 
     .venv/bin/python benchmarks/rpmb_throughput.py [--seconds 5] [--dir /var/tmp]
 """

@@ -8,6 +8,9 @@ store file (the crypto device's configuration kept there), and the ``rpmb-client
 """
 from __future__ import annotations
 
+import os
+import resource
+import sqlite3
 import subprocess
 import sys
 
@@ -18,6 +21,7 @@ from vfu_virtio.devices.rpmb.frame import Frame
 from vfu_virtio.devices.rpmb.tool import RpmbClient
 
 virtio_pci = pytest.importorskip("vfu_virtio.client.virtio_pci")
+DeviceNeedsReset = virtio_pci.DeviceNeedsReset
 
 KEY = bytes(range(32))
 
@@ -90,6 +94,57 @@ def test_persistence_across_reset_reconnect_restart(serve):
         assert c.read_counter() == (0, 2) and c.read(3) == (0, [b"p" * 256]) and c.read(4) == (0, [b"q" * 256])
         assert c.program_key(bytes(32)) == F.VIRTIO_RPMB_RES_WRITE_FAILURE
         assert c.config() == (1, 1, 1)
+
+
+def wal_frames(state: str) -> int:
+    """Frames in the store's WAL file (each a 24-byte header and one page; the file has a 32-byte header)."""
+    page = sqlite3.connect(state).execute("PRAGMA page_size").fetchone()[0]
+    return (os.path.getsize(state + "-wal") - 32) // (24 + page)
+
+
+def test_writes_of_one_kick_share_one_commit(serve):
+    """Group commit: 16 DATA_WRITE chains made available with one kick are all acknowledged in order,
+    are all on disk, and cost one commit -- the WAL grows by one transaction's pages, where 16 commits
+    would append at least two pages (block table and counter row) each."""
+    s = serve("rpmb", "--capacity", "2")
+    with RpmbClient.connect(s.socket, KEY) as c:
+        assert c.program_key(KEY) == 0
+        before = wal_frames(s.state)
+        chains = [(c.write_request(i, [bytes([i]) * 256], i), [512]) for i in range(16)]
+        results = c.driver.queue(0).run(chains, batch=16)
+        frames = [Frame.unpack(data[0]) for _used, data in results]
+        assert [(f.result, f.write_counter, f.address) for f in frames] == [(0, i + 1, i) for i in range(16)]
+        grown = wal_frames(s.state) - before
+        assert 0 < grown < 8, f"{grown} WAL frames for 16 writes: not one commit per kick"
+    db = sqlite3.connect(s.state)
+    assert db.execute("SELECT write_counter FROM rpmb_state").fetchone() == (16,)
+    assert db.execute("SELECT count(*) FROM rpmb_block").fetchone() == (16,)
+    db.close()
+
+
+def test_failed_commit_completes_nothing_and_needs_reset(serve):
+    """A store commit that fails for real (RLIMIT_FSIZE on the server: the WAL cannot grow, the write
+    fails with EFBIG) completes none of the run's requests: no used element, DEVICE_NEEDS_RESET, one log
+    line; after the reset the device serves the committed state, without the failed write."""
+    s = serve("rpmb")
+    with RpmbClient.connect(s.socket, KEY) as c:
+        assert c.program_key(KEY) == 0 and c.write(0, [b"a" * 256]) == (0, 1)
+        hard = resource.prlimit(s.proc.pid, resource.RLIMIT_FSIZE)[1]
+        resource.prlimit(s.proc.pid, resource.RLIMIT_FSIZE, (os.path.getsize(s.state + "-wal"), hard))
+        queue = c.driver.queue(0)
+        with pytest.raises(DeviceNeedsReset):
+            queue.request(c.write_request(0, [b"b" * 256], 1), [512], timeout=5)
+        assert queue.vq.in_flight == 1  # the write was never completed
+        resource.prlimit(s.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        c.driver.reset()
+        c.driver.init()
+        c.request = c.driver.queue(0).request
+        assert c.read_counter() == (0, 1) and c.read(0) == (0, [b"a" * 256])
+        assert c.write(0, [b"c" * 256]) == (0, 2)
+    assert s.alive()
+    lines = [ln for ln in s.log().splitlines() if "DEVICE_NEEDS_RESET" in ln]
+    assert len(lines) == 1 and "could not make 1 request(s) on queue 0 durable, none completed" in lines[0]
+    assert "commit failed" in lines[0]
 
 
 def test_one_process_per_namespace(serve, tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -24,7 +26,9 @@ def test_created_0600_wal_full(tmp_path):
     old = os.umask(0)
     try:
         ns = open_namespace(path, "rpmb", "0")
-        RpmbState.open(ns).program_key(KEY)
+        st = RpmbState.open(ns)
+        st.program_key(KEY)
+        st.commit()
     finally:
         os.umask(old)
     for suffix in ("", "-wal", "-shm", "-guard"):
@@ -64,6 +68,7 @@ def test_namespaces_are_separate(tmp_path):
     crypto = store.namespace("crypto", "a")
     a.program_key(KEY)
     a.write(0, [b"A" * 256], 0)
+    a.commit()
     assert (b.key, b.counter, b.read(0, 1)) == (None, 0, [bytes(256)])
     crypto.save_config({"max_size": 4096})
     assert crypto.config() == {"max_size": 4096}
@@ -113,7 +118,63 @@ def test_write_is_one_transaction(tmp_path):
     with pytest.raises(StoreError, match="already programmed"):
         st.program_key(bytes(32))
     assert (st.counter, st.read(4, 3)) == (1, [b"a" * 256, b"b" * 256, bytes(256)])
+    assert committed(ns.store.path) == (None, 0, [])  # staged only: nothing on disk before commit()
+    st.commit()
+    assert committed(ns.store.path) == (KEY, 1, [(4, b"a" * 256), (5, b"b" * 256)])
     ns.close()
+
+
+def test_group_commit_is_all_or_nothing(tmp_path):
+    """Several requests staged, one commit: all of them reach the disk together, or none do."""
+    ns = open_namespace(str(tmp_path / "s.db"), "rpmb", "0")
+    st = RpmbState.open(ns)
+    st.program_key(KEY)
+    for counter in range(3):
+        st.write(counter, [bytes([counter]) * 256], counter)
+    st.commit()
+    assert committed(ns.store.path)[1] == 3
+    st.write(7, [b"y" * 256], 3)
+    st.close()  # closed with a staged write: it was never acknowledged, so it is dropped
+    assert committed(ns.store.path)[1:] == (3, [(i, bytes([i]) * 256) for i in range(3)])
+
+
+def test_failed_commit_rolls_the_run_back(tmp_path):
+    """A commit that cannot reach the disk (a real write error: RLIMIT_FSIZE stops the WAL from growing,
+    so the commit's write fails with EFBIG) leaves key, counter and data as committed before, mirrored
+    in memory too, and the store keeps working once the disk takes writes again."""
+    ns = open_namespace(str(tmp_path / "s.db"), "rpmb", "0")
+    st = RpmbState.open(ns)
+    st.program_key(KEY)
+    st.commit()
+    st.write(0, [b"z" * 256], 0)
+    wal = os.path.getsize(ns.store.path + "-wal")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's default kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (wal, limits[1]))
+    try:
+        with pytest.raises(StoreError, match="commit failed"):
+            st.commit()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, xfsz)
+    assert (st.key, st.counter) == (KEY, 0)
+    assert committed(ns.store.path) == (KEY, 0, [])
+    assert st.read(0, 1) == [bytes(256)]
+    assert st.write(0, [b"k" * 256], 0) == 1
+    st.commit()
+    assert committed(ns.store.path) == (KEY, 1, [(0, b"k" * 256)])
+    ns.close()
+
+
+def committed(path: str) -> tuple[bytes | None, int, list[tuple[int, bytes]]]:
+    """(key, counter, blocks) as another connection sees the file: only what was committed."""
+    db = sqlite3.connect(path)
+    try:
+        key, counter = db.execute("SELECT auth_key, write_counter FROM rpmb_state").fetchone()
+        blocks = db.execute("SELECT address, data FROM rpmb_block ORDER BY address").fetchall()
+    finally:
+        db.close()
+    return (bytes(key) if key is not None else None), counter, blocks
 
 
 def test_old_copy_of_the_store_is_refused(tmp_path, caplog):
@@ -121,10 +182,12 @@ def test_old_copy_of_the_store_is_refused(tmp_path, caplog):
     st = RpmbState.open(open_namespace(path, "rpmb", "0"))
     st.program_key(KEY)
     st.write(0, [b"1" * 256], 0)
+    st.commit()
     st.close()
     shutil.copy(path, tmp_path / "backup.db")  # a copy taken at counter 1 (the WAL was checkpointed)
     st = RpmbState.open(open_namespace(path, "rpmb", "0"))
     st.write(0, [b"2" * 256], 1)
+    st.commit()
     st.close()
     for suffix in ("-wal", "-shm"):
         if os.path.exists(path + suffix):

@@ -180,6 +180,9 @@ class DeviceServer:
             signal.signal(signal.SIGALRM, lambda _s, _f: log.warning(
                 "client silent for %.0f s inside a message: dropping it", CLIENT_RECEIVE_TIMEOUT_S))
             self._alarm = True
+            # a file size limit (RLIMIT_FSIZE) must fail the store's write with EFBIG -- a commit error the
+            # device answers with DEVICE_NEEDS_RESET -- instead of killing the device with SIGXFSZ
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         try:
             log.info("serving virtio %s (PCI %04x:%04x) on %s", self.device.name, VIRTIO_PCI_VENDOR_ID,
                      VIRTIO_PCI_DEVICE_ID_BASE + self.device.device_id, self.socket_path)

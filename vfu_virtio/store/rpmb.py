@@ -8,12 +8,17 @@ Tables (schema 1, see :mod:`vfu_virtio.store.store`):
 * ``rpmb_block(ns, address, data)``: one row per written 256-byte block, ``address`` in 256-byte units;
   a block without a row reads as 256 zero bytes (RAMB-26).
 
-Durability ("State, persistence and lifecycle", RAMB-12, RAMB-13): :meth:`RpmbState.write` stores the
-blocks and increments the counter in **one** SQLite transaction (WAL, ``synchronous=FULL``), and returns
-only after the commit is on disk. The device calls it inside ``handle()``, and the transport publishes the
-used element and interrupts only after ``handle()`` returns, so an acknowledged write is never lost, and
-data and counter can never disagree (the transaction makes them change together; no ordering trick is
-needed, unlike the digest's two-flush recipe for a plain file).
+Durability ("State, persistence and lifecycle", RAMB-12, RAMB-13) with group commit:
+:meth:`RpmbState.write` and :meth:`RpmbState.program_key` stage their change inside one open SQLite
+transaction (each under its own savepoint, so a failing request leaves nothing behind), and
+:meth:`RpmbState.commit` makes everything staged durable in **one** commit (WAL, ``synchronous=FULL``:
+one fsync however many requests). The device stages during ``handle()``; the transport calls the
+device's ``commit()`` after each run of requests and publishes their used elements and interrupts only
+after it returned. So an acknowledged write is never lost, data and counter can never disagree (they
+change in the same transaction), and a driver with several writes in flight pays one fsync per run
+instead of one per write. A commit that fails rolls every staged change back (the mirrored key and
+counter are reloaded from the database) and raises :class:`StoreError`: none of those requests was
+acknowledged, and the device goes to DEVICE_NEEDS_RESET rather than guess what reached the disk.
 
 Snapshots, restores and migration (RAMB-20, the seed's section 9.1): the state lives in the host-side
 store, outside any guest snapshot, so restoring a VM snapshot never rolls it back. Restoring an *old copy
@@ -83,41 +88,85 @@ class RpmbState:
         return self._key
 
     def program_key(self, key: bytes) -> None:
-        """Store the key durably (one transaction); raises :class:`StoreError` if it cannot, or if a key
-        is already programmed (RPMB-33: one-time programmable)."""
+        """Stage the 32-byte key (durable at the next :meth:`commit`); raises :class:`StoreError`, with
+        nothing staged, if it cannot or if a key is already programmed (RPMB-33: one-time programmable)."""
         if len(key) != 32:
             raise ValueError(f"an RPMB key is 32 bytes, not {len(key)}")
-        try:
-            with self.ns.store.transaction() as db:
-                cur = db.execute("UPDATE rpmb_state SET auth_key=? WHERE ns=? AND auth_key IS NULL",
-                                 (key, self.ns.id))
-                if cur.rowcount != 1:
-                    raise StoreError("the authentication key is already programmed")
-        except sqlite3.Error as e:
-            raise StoreError(f"state store {self.ns.store.path}: {e}") from e
+
+        def stage(db: sqlite3.Connection) -> None:
+            cur = db.execute("UPDATE rpmb_state SET auth_key=? WHERE ns=? AND auth_key IS NULL",
+                             (key, self.ns.id))
+            if cur.rowcount != 1:
+                raise StoreError("the authentication key is already programmed")
+        self._stage(stage)
         self._key = bytes(key)
 
     def write(self, address: int, blocks: Sequence[bytes], counter: int) -> int:
-        """Store ``blocks`` (256 bytes each) at ``address``, ``address + 1``, ... and increment the write
-        counter from ``counter`` -- one transaction, committed (fsynced) before returning the new counter.
+        """Stage ``blocks`` (256 bytes each) at ``address``, ``address + 1``, ... and the write counter's
+        increment from ``counter``, together; returns the new counter (durable at the next :meth:`commit`).
 
-        Raises :class:`StoreError` with nothing changed if the commit fails or ``counter`` is stale.
+        Raises :class:`StoreError`, with nothing staged, if SQLite fails or ``counter`` is stale.
         """
         ns = self.ns
-        try:
-            with ns.store.transaction() as db:
-                db.executemany("INSERT OR REPLACE INTO rpmb_block(ns, address, data) VALUES (?, ?, ?)",
-                               [(ns.id, address + i, bytes(b)) for i, b in enumerate(blocks)])
-                cur = db.execute("UPDATE rpmb_state SET write_counter=write_counter+1 "
-                                 "WHERE ns=? AND write_counter=? AND write_counter < ?",
-                                 (ns.id, counter, COUNTER_MAX))
-                if cur.rowcount != 1:
-                    raise StoreError(f"write counter is not {counter} (or expired)")
-        except sqlite3.Error as e:
-            raise StoreError(f"state store {ns.store.path}: {e}") from e
+
+        def stage(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO rpmb_block(ns, address, data) VALUES (?, ?, ?)",
+                           [(ns.id, address + i, bytes(b)) for i, b in enumerate(blocks)])
+            cur = db.execute("UPDATE rpmb_state SET write_counter=write_counter+1 "
+                             "WHERE ns=? AND write_counter=? AND write_counter < ?",
+                             (ns.id, counter, COUNTER_MAX))
+            if cur.rowcount != 1:
+                raise StoreError(f"write counter is not {counter} (or expired)")
+        self._stage(stage)
         self.counter = counter + 1
-        ns.store.write_guard(ns.id, self.counter)
         return self.counter
+
+    def _stage(self, change) -> None:
+        """Run ``change(db)`` inside the open batch transaction (begun here if none is), under a
+        savepoint: on any error the change is undone alone and :class:`StoreError` is raised."""
+        db = self.ns.store.db
+        try:
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+            db.execute("SAVEPOINT rpmb_request")
+            try:
+                change(db)
+            except BaseException:
+                db.execute("ROLLBACK TO rpmb_request")
+                raise
+            finally:
+                db.execute("RELEASE rpmb_request")
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.ns.store.path}: {e}") from e
+
+    def commit(self) -> None:
+        """Make every staged change durable in one commit (fsynced before returning), then move the
+        guard's high-water mark. Nothing staged: no-op. On failure everything staged is rolled back,
+        ``counter`` and :attr:`key` are reloaded, and :class:`StoreError` is raised."""
+        store = self.ns.store
+        db = store.db
+        if not db.in_transaction:
+            return
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._abandon()
+            raise StoreError(f"state store {store.path}: commit failed, staged requests rolled back: {e}") from e
+        store.write_guard(self.ns.id, self.counter)
+
+    def _abandon(self) -> None:
+        """Roll back what is staged and mirror the committed row again."""
+        db = self.ns.store.db
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            key, counter = db.execute("SELECT auth_key, write_counter FROM rpmb_state WHERE ns=?",
+                                      (self.ns.id,)).fetchone()
+        except sqlite3.Error as e:
+            log.error("state store %s: rollback after a failed commit: %s", self.ns.store.path, e)
+            return
+        self._key = bytes(key) if key is not None else None
+        self.counter = counter
 
     def read(self, address: int, count: int) -> list[bytes]:
         """Blocks ``address .. address + count - 1`` (256 bytes each; never-written blocks are zero)."""
@@ -130,5 +179,8 @@ class RpmbState:
         return [bytes(rows.get(address + i, _ZERO_BLOCK)) for i in range(count)]
 
     def close(self) -> None:
-        """Close the namespace (its lock; the store too if the namespace owns it)."""
+        """Drop anything staged but not committed (it was never acknowledged), then close the namespace
+        (its lock; the store too if the namespace owns it)."""
+        if self.ns.store.db.in_transaction:
+            self._abandon()
         self.ns.close()

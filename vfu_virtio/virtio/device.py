@@ -65,5 +65,14 @@ class VirtioDevice:
         """
         raise NotImplementedError
 
+    def commit(self) -> None:
+        """Make the effects of the requests handled since the last call durable.
+
+        The transport calls it after each run of :meth:`handle` calls on a queue and before it publishes
+        their used elements, so a device may stage durable work per request and finish it once per run
+        (group commit). Raising keeps the whole run unpublished and sets DEVICE_NEEDS_RESET. The default
+        has nothing to do.
+        """
+
     def close(self) -> None:
         """Process shutdown: release persistent resources (store handles)."""

@@ -111,8 +111,8 @@ class VirtioPciTransport:
         self.irq(self.msix_config)
 
     def needs_reset(self, why: str) -> None:
-        """Guest error: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the driver."""
-        log.warning("guest error, DEVICE_NEEDS_RESET: %s", why)
+        """Guest error or failed device: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the driver."""
+        log.warning("DEVICE_NEEDS_RESET: %s", why)
         if self.status & DEVICE_NEEDS_RESET:
             return
         self.status |= DEVICE_NEEDS_RESET
@@ -316,8 +316,9 @@ class VirtioPciTransport:
         Used elements are published (and the driver interrupted) at least every ``budget`` requests, so a
         driver that keeps the ring full gets completions back while the device works on the rest.
 
-        Each used element is published only after ``device.handle`` returned (for RPMB: after the store
-        commit), and the interrupt is sent after used.idx is published.
+        Each used element is published only after ``device.handle`` returned and ``device.commit`` made
+        the run durable (RPMB: one store commit for the run), and the interrupt is sent after used.idx is
+        published. If the commit fails, nothing of the run is published and DEVICE_NEEDS_RESET is set.
         """
         while self.pending:
             i = self.pending.pop()
@@ -350,6 +351,12 @@ class VirtioPciTransport:
             except Exception as e:  # noqa: BLE001 - a device bug must not take the process down
                 log.exception("queue %d: device %s failed on a request", i, self.device.name)
                 error = f"internal error in the {self.device.name} device: {e!r}"
+            try:
+                self.device.commit()  # durable before published: nothing acknowledged is ever lost
+            except Exception as e:  # noqa: BLE001 - the run stays unpublished; the driver must reset
+                self.needs_reset(f"{self.device.name} device could not make {done} request(s) on queue {i} "
+                                 f"durable, none completed: {e}")
+                continue
             if ring.flush():  # what was handled before an error is still published
                 self.isr |= 1
                 self.irq(q.msix_vector)

@@ -5,7 +5,7 @@ Behaviour: virtio v1.4 "RPMB Device" as merged (multi-block reads: ``1 <= block_
 (``shared/spec/rpmb.md`` section 6, RAMB-*). First failing check wins:
 
 * PROGRAM_KEY (6.1): ``block_count`` not 0/1 -> GENERAL_FAILURE (0x0001); key already programmed ->
-  WRITE_FAILURE (0x0005, RAMB-9); store commit fails -> WRITE_FAILURE; else OK, key durable before
+  WRITE_FAILURE (0x0005, RAMB-9); store fails -> WRITE_FAILURE; else OK, key durable before
   completion. Answered only through RESULT_READ (RPMB-9).
 * GET_WRITE_COUNTER (6.2): no key -> NO_AUTH_KEY (0x0007, counter 0); ``block_count`` not 0/1 ->
   GENERAL_FAILURE; else OK. Response: RESP_GET_COUNTER, counter, echoed nonce (RPMB-12).
@@ -13,8 +13,8 @@ Behaviour: virtio v1.4 "RPMB Device" as merged (multi-block reads: ``1 <= block_
   (when not 0) or N != number of DATA_WRITE frames -> GENERAL_FAILURE; counter = 0xFFFFFFFF ->
   WRITE_COUNTER_EXPIRED (0x0080, RAMB-10); A + N > capacity * 512 -> ADDR_FAILURE (0x0004, RAMB-11);
   MAC over the N frames differs (constant-time compare) -> AUTH_FAILURE (0x0002); C != counter ->
-  COUNT_FAILURE (0x0003); commit fails -> WRITE_FAILURE; else OK: blocks and counter + 1 committed in one
-  transaction before ``handle()`` returns. Only OK changes state (RAMB-13). Answered through RESULT_READ:
+  COUNT_FAILURE (0x0003); store fails -> WRITE_FAILURE; else OK: blocks and counter + 1 staged together and
+  committed by :meth:`RpmbDevice.commit` before the used element is published. Only OK changes state (RAMB-13). Answered through RESULT_READ:
   RESP_DATA_WRITE, counter after the request, address A (RPMB-22, RAMB-25).
 * DATA_READ (6.4): no key -> NO_AUTH_KEY; N = 0, N > max_rd_cnt (when not 0) or N > writable frames ->
   GENERAL_FAILURE; A + N > capacity * 512 -> ADDR_FAILURE; store read fails -> READ_FAILURE; else OK.
@@ -105,8 +105,13 @@ class RpmbDevice(VirtioDevice):
         """Release the store namespace (and its lock)."""
         self.state.close()
 
+    def commit(self) -> None:
+        """Group commit: make the key and writes staged by this run's requests durable in one store
+        commit before the transport publishes them; :class:`StoreError` (all rolled back) otherwise."""
+        self.state.commit()
+
     def handle(self, queue_index: int, chain: DescriptorChain) -> int:
-        """Parse, execute (committing any state change), write the sealed response frames; returns the
+        """Parse, execute (staging any state change for :meth:`commit`), write the sealed response frames; returns the
         used length (see the module docstring)."""
         request = parse(chain.reader.read_all())
         room = chain.writer.capacity // F.FRAME_SIZE
