@@ -3,6 +3,9 @@
 ``serve(kind, *args)`` starts ``python -m vfu_virtio <kind> --socket S --state DB *args`` as a
 subprocess (the same command a user runs), waits for its socket, and stops it with SIGTERM at the end of
 the test; the test fails if the server did not exit cleanly or left its socket behind.
+
+``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernel, guest program) for the ``guest`` tests: they
+skip without it, except under CI, where a missing kit is an error.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from vfu_virtio.qemu.kit import GuestKit, KitMissing
 
 TOP = Path(__file__).resolve().parents[1]
 
@@ -88,3 +93,13 @@ def serve(tmp_path):
             assert rc == 0, f"{s.kind} server exited with {rc} on SIGTERM:\n{s.log()}"
             assert not os.path.exists(s.socket), "server left its socket file behind"
         assert "Traceback" not in s.log(), f"{s.kind} server logged a traceback:\n{s.log()}"
+
+
+@pytest.fixture(scope="session")
+def kit() -> GuestKit:
+    try:
+        return GuestKit.from_env()
+    except KitMissing as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(e))

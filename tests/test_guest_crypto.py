@@ -11,13 +11,12 @@ against the reference too.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from vfu_virtio.qemu.kit import TOP, GuestKit, KitMissing
+from vfu_virtio.qemu.kit import TOP
 from vfu_virtio.qemu.scenario import MODELS, SIZES, CryptoPlan, run_guest
 
 pytestmark = pytest.mark.guest
@@ -25,16 +24,6 @@ pytestmark = pytest.mark.guest
 QUEUES = 3
 MAX_SIZE = 1 << 21
 PHASES = ("boot", "virtio-rebind", "pci-rebind")
-
-
-@pytest.fixture(scope="module")
-def kit() -> GuestKit:
-    try:
-        return GuestKit.from_env()
-    except KitMissing as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")

@@ -16,21 +16,11 @@ from pathlib import Path
 import pytest
 
 from vfu_virtio.qemu import initramfs
-from vfu_virtio.qemu.kit import GuestKit, KitMissing
+from vfu_virtio.qemu.kit import KitMissing
 from vfu_virtio.qemu.machine import QemuBuiltinCrypto, VfioUser, boot
 from vfu_virtio.qemu.report import parse
 from vfu_virtio.qemu.scenario import CryptoPlan, pattern
 from vfu_virtio.qemu.servers import DeviceServers, ServerFailed
-
-
-@pytest.fixture(scope="module")
-def kit() -> GuestKit:
-    try:
-        return GuestKit.from_env()
-    except KitMissing as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
 
 
 def gone(pid: int) -> bool:
