@@ -175,6 +175,28 @@ def test_writable_buffer_in_read_only_region():
     m.close()
 
 
+def test_translate_checks_every_region_after_unmap_and_switch():
+    """Translations remember the last region they used; an unmap forgets it and every check still holds."""
+    rw, ro = (ctypes.c_char * 4096)(), (ctypes.c_char * 4096)()
+    mem = GuestMemory()
+    mem.add(0x1000, 4096, ctypes.addressof(rw), mmap.PROT_READ | mmap.PROT_WRITE)
+    mem.add(0x3000, 4096, ctypes.addressof(ro), mmap.PROT_READ)
+    mem.translate(0x1010, 4, write=True)[:] = b"abcd"
+    assert rw.raw[0x10:0x14] == b"abcd"
+    with pytest.raises(GuestError, match="crosses the end"):
+        mem.translate(0x1ff0, 32)
+    assert len(mem.translate(0x3000, 8)) == 8
+    with pytest.raises(GuestError, match="read-only"):
+        mem.translate(0x3008, 8, write=True)  # same region as the last translation
+    with pytest.raises(GuestError, match="outside every DMA region"):
+        mem.translate(0x2000, 8)
+    mem.translate(0x1000, 8)
+    mem.remove(0x1000, 4096)
+    with pytest.raises(GuestError, match="outside every DMA region"):
+        mem.translate(0x1000, 8)
+    mem.clear()
+
+
 def test_event_idx_suppresses_interrupts(guest):
     mem, m = guest
     for i in range(3):

@@ -8,8 +8,6 @@ guest memory, already bounds-checked by the virtqueue that built the chain.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 
 class GuestError(Exception):
     """The driver broke the transport rules (bad address, descriptor loop, oversized chain, ...).
@@ -25,52 +23,71 @@ class ShortRead(Exception):
 class ChainReader:
     """Sequential reader over the device-readable buffers of a chain.
 
-    ``read(n)`` returns exactly ``n`` bytes or raises :class:`ShortRead`; ``remaining`` is in bytes.
+    ``take(n)`` returns exactly ``n`` bytes as a bytes-like object, ``read(n)`` as ``bytes``; both raise
+    :class:`ShortRead` if fewer remain. ``remaining`` is in bytes; ``total``, if given, is the sum of the
+    buffer lengths (the virtqueue has it from the walk).
     """
 
-    __slots__ = ("_bufs", "_idx", "_off", "remaining")
+    __slots__ = ("_bufs", "_idx", "_cur", "_off", "remaining")
 
-    def __init__(self, bufs: list[memoryview]):
+    def __init__(self, bufs: list[memoryview], total: int | None = None):
         self._bufs = bufs
         self._idx = 0
-        self._off = 0
-        self.remaining = sum(len(b) for b in bufs)
+        self._cur = bufs[0] if bufs else memoryview(b"")
+        self._off = 0  # read position in ``_cur``; may equal its length (the next read moves on)
+        self.remaining = sum(map(len, bufs)) if total is None else total
 
-    def read(self, n: int) -> bytes:
-        """Read exactly ``n`` bytes (raises :class:`ShortRead` if fewer remain)."""
+    def take(self, n: int) -> memoryview | bytes:
+        """The next ``n`` bytes without copying when they lie in one buffer.
+
+        Returns a ``memoryview`` of guest memory in that case (it reads what the driver stores there at the
+        time it is read: copy it before relying on it twice), else ``bytes`` joined from the buffers.
+        Raises :class:`ShortRead` if fewer than ``n`` bytes remain.
+        """
         if n < 0 or n > self.remaining:
             raise ShortRead(f"wanted {n} bytes, {self.remaining} readable")
-        if n == 0:
-            return b""
-        buf = self._bufs[self._idx]
-        if self._off + n <= len(buf):  # fast path: one descriptor
-            out = bytes(buf[self._off:self._off + n])
-            self._advance(n)
-            return out
-        parts = []
-        need = n
-        while need:
-            buf = self._bufs[self._idx]
-            take = min(need, len(buf) - self._off)
-            parts.append(buf[self._off:self._off + take])
-            self._advance(take)
-            need -= take
-        return b"".join(parts)
+        off = self._off
+        end = off + n
+        if end <= len(self._cur):  # fast path: within the current buffer
+            self._off = end
+            self.remaining -= n
+            return self._cur[off:end]
+        return self._gather(n)
+
+    def read(self, n: int) -> bytes:
+        """Read exactly ``n`` bytes as ``bytes`` (raises :class:`ShortRead` if fewer remain)."""
+        return bytes(self.take(n))
 
     def read_all(self) -> bytes:
         """Read everything that remains."""
-        return self.read(self.remaining)
+        return bytes(self.take(self.remaining))
 
     def skip(self, n: int) -> None:
         """Skip ``n`` bytes (raises :class:`ShortRead` if fewer remain)."""
-        self.read(n)
+        self.take(n)
 
-    def _advance(self, n: int) -> None:
+    def _gather(self, n: int) -> memoryview | bytes:
+        """``take`` across buffers: moves past exhausted buffers, then slices one or joins several
+        (``0 < n <= remaining``, checked by the caller)."""
+        bufs, idx, cur, off = self._bufs, self._idx, self._cur, self._off
         self.remaining -= n
-        self._off += n
-        while self._idx < len(self._bufs) and self._off >= len(self._bufs[self._idx]):
-            self._off -= len(self._bufs[self._idx])
-            self._idx += 1
+        while off == len(cur):
+            idx += 1
+            cur, off = bufs[idx], 0
+        if off + n <= len(cur):
+            self._idx, self._cur, self._off = idx, cur, off + n
+            return cur[off:off + n]
+        parts = []
+        while n:
+            k = min(n, len(cur) - off)
+            parts.append(cur[off:off + k])
+            n -= k
+            off += k
+            if n:
+                idx += 1
+                cur, off = bufs[idx], 0
+        self._idx, self._cur, self._off = idx, cur, off
+        return b"".join(parts)
 
 
 class ChainWriter:
@@ -79,14 +96,14 @@ class ChainWriter:
     ``capacity`` is the total writable size in bytes; ``written`` counts bytes written so far and is the
     ``len`` the transport puts in the used element (``write_at`` past ``written`` extends it).
     Writing past the capacity raises :class:`GuestError`-free :class:`OverflowError`; devices check
-    ``capacity`` first and answer with their own status code.
+    ``capacity`` first and answer with their own status code. ``total`` as for :class:`ChainReader`.
     """
 
     __slots__ = ("_bufs", "capacity", "written")
 
-    def __init__(self, bufs: list[memoryview]):
+    def __init__(self, bufs: list[memoryview], total: int | None = None):
         self._bufs = bufs
-        self.capacity = sum(len(b) for b in bufs)
+        self.capacity = sum(map(len, bufs)) if total is None else total
         self.written = 0
 
     @property
@@ -97,44 +114,77 @@ class ChainWriter:
         """Append ``data`` (bytes-like) at the current position."""
         self.write_at(self.written, data)
 
+    def view(self, offset: int, n: int) -> memoryview | None:
+        """A writable ``memoryview`` of the stream from byte ``offset`` to the end of the buffer holding it,
+        if that buffer holds at least ``n`` (>= 1) bytes from ``offset``; else None.
+
+        Writes through the view do not move ``written`` (the caller reports its used length itself).
+        """
+        if offset < 0 or n < 1:
+            return None
+        pos = 0
+        for buf in self._bufs:
+            blen = len(buf)
+            if offset < pos + blen:
+                start = offset - pos
+                return buf[start:] if start + n <= blen else None
+            pos += blen
+        return None
+
     def write_at(self, offset: int, data) -> None:
         """Write ``data`` at byte ``offset`` of the writable stream; ``written`` becomes at least its end."""
+        if not isinstance(data, (bytes, bytearray)):
+            data = memoryview(data).cast("B")
         n = len(data)
         end = offset + n
         if offset < 0 or end > self.capacity:
             raise OverflowError(f"write of {n} bytes at {offset} exceeds writable capacity {self.capacity}")
-        src = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+        if end > self.written:
+            self.written = end
+        if not n:
+            return
+        bufs = self._bufs
+        first = bufs[0]
+        if end <= len(first):  # fast path: all in the first buffer
+            first[offset:end] = data
+            return
+        last = bufs[-1]
+        start = self.capacity - len(last)
+        if offset >= start:  # fast path: all in the last buffer (the status byte of most layouts)
+            last[offset - start:end - start] = data
+            return
         pos = 0
         done = 0
-        for buf in self._bufs:
+        for buf in bufs:
             blen = len(buf)
             if pos + blen <= offset:
                 pos += blen
                 continue
             start = max(offset - pos, 0)
             take = min(blen - start, n - done)
-            buf[start:start + take] = src[done:done + take]
+            buf[start:start + take] = data[done:done + take]
             done += take
             pos += blen
             if done == n:
                 break
-        if end > self.written:
-            self.written = end
 
 
-@dataclass
 class DescriptorChain:
     """One available descriptor chain, parsed and bounds-checked.
 
     ``head`` is the descriptor index that goes back in the used element; ``readable``/``writable`` are
     the device-readable and device-writable buffers in chain order ("readable-then-writable" is enforced
-    by the virtqueue when it builds the chain).
+    by the virtqueue when it builds the chain); ``reader``/``writer`` stream over them. ``readable_len``/
+    ``writable_len`` are their total sizes in bytes when the caller already summed them.
     """
 
-    head: int
-    readable: list[memoryview] = field(default_factory=list)
-    writable: list[memoryview] = field(default_factory=list)
+    __slots__ = ("head", "readable", "writable", "reader", "writer")
 
-    def __post_init__(self):
-        self.reader = ChainReader(self.readable)
-        self.writer = ChainWriter(self.writable)
+    def __init__(self, head: int, readable: list[memoryview] | None = None,
+                 writable: list[memoryview] | None = None, readable_len: int | None = None,
+                 writable_len: int | None = None):
+        self.head = head
+        self.readable = readable = [] if readable is None else readable
+        self.writable = writable = [] if writable is None else writable
+        self.reader = ChainReader(readable, readable_len)
+        self.writer = ChainWriter(writable, writable_len)

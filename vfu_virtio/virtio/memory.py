@@ -36,6 +36,7 @@ class GuestMemory:
     def __init__(self) -> None:
         self._regions: list[_Region] = []
         self._starts: list[int] = []
+        self._hit: _Region | None = None  # the region of the last translation (most chains use one region)
         self.generation = 0  # bumped on every unmap: views taken before may be stale
 
     def add(self, iova: int, length: int, vaddr: int | None, prot: int) -> None:
@@ -56,6 +57,7 @@ class GuestMemory:
                     r.view.release()
                 del self._regions[i]
                 del self._starts[i]
+                self._hit = None
                 self.generation += 1
                 return
 
@@ -65,6 +67,7 @@ class GuestMemory:
                 r.view.release()
         self._regions.clear()
         self._starts.clear()
+        self._hit = None
         self.generation += 1
 
     def __len__(self) -> int:
@@ -72,17 +75,23 @@ class GuestMemory:
 
     def translate(self, addr: int, length: int, write: bool = False) -> memoryview:
         """A view of guest bytes ``[addr, addr+length)``; raises :class:`GuestError` when not fully mapped."""
+        r = self._hit
+        if r is None or addr < r.iova or addr + length > r.end:
+            r = self._hit = self._region(addr, length)
+        if r.view is None:
+            raise GuestError(f"guest address {addr:#x} is in a DMA region without an fd (not mappable)")
+        if write and not r.writable:
+            raise GuestError(f"guest address {addr:#x}+{length} is device-writable but mapped read-only")
+        off = addr - r.iova
+        return r.view[off:off + length]
+
+    def _region(self, addr: int, length: int) -> _Region:
+        """The region holding all of ``[addr, addr+length)``; :class:`GuestError` if there is none."""
         i = bisect.bisect(self._starts, addr) - 1
         if i >= 0 and addr < self._regions[i].end:
             r = self._regions[i]
-            end = addr + length
-            if end <= r.end:
-                if r.view is None:
-                    raise GuestError(f"guest address {addr:#x} is in a DMA region without an fd (not mappable)")
-                if write and not r.writable:
-                    raise GuestError(f"guest address {addr:#x}+{length} is device-writable but mapped read-only")
-                off = addr - r.iova
-                return r.view[off:off + length]
+            if addr + length <= r.end:
+                return r
             raise GuestError(f"guest buffer {addr:#x}+{length:#x} crosses the end of DMA region "
                              f"{r.iova:#x}-{r.end:#x}")
         raise GuestError(f"guest address {addr:#x}+{length:#x} is outside every DMA region")

@@ -85,24 +85,29 @@ class SplitVirtqueue:
         return self.avail16[1] != self.last_avail
 
     def pop(self) -> DescriptorChain | None:
+        """The next available chain (walked and bounds-checked), or None; :class:`GuestError` if broken."""
+        last = self.last_avail
         avail_idx = self.avail16[1]
-        if avail_idx == self.last_avail:
+        if avail_idx == last:
             return None
-        if ((avail_idx - self.last_avail) & 0xFFFF) > self.size:
-            raise GuestError(f"queue {self.index}: avail.idx {avail_idx} is more than queue_size {self.size} "
-                             f"ahead of {self.last_avail}")
-        head = self.avail16[2 + self.last_avail % self.size]
-        self.last_avail = (self.last_avail + 1) & 0xFFFF
+        size = self.size
+        if ((avail_idx - last) & 0xFFFF) > size:
+            raise GuestError(f"queue {self.index}: avail.idx {avail_idx} is more than queue_size {size} "
+                             f"ahead of {last}")
+        head = self.avail16[2 + last % size]
+        self.last_avail = (last + 1) & 0xFFFF
         return self._walk(head)
 
     def _walk(self, head: int) -> DescriptorChain:
-        if head >= self.size:
-            raise GuestError(f"queue {self.index}: head descriptor {head} >= queue_size {self.size}")
-        table, table_len, idx = self.desc, self.size, head
-        ttl = self.size
+        size = self.size
+        if head >= size:
+            raise GuestError(f"queue {self.index}: head descriptor {head} >= queue_size {size}")
+        table, table_len, idx = self.desc, size, head
+        ttl = size
         in_indirect = False
-        total = 0
+        total = write_len = 0
         translate = self.mem.translate
+        unpack_from = VIRTQ_DESC.unpack_from
         readable: list[memoryview] = []
         writable: list[memoryview] = []
         while True:
@@ -110,7 +115,7 @@ class SplitVirtqueue:
                 raise GuestError(f"queue {self.index}: descriptor chain from head {head} is longer than "
                                  f"{'its indirect table' if in_indirect else 'queue_size'} (loop?)")
             ttl -= 1
-            addr, length, flags, nxt = VIRTQ_DESC.unpack_from(table, 16 * idx)
+            addr, length, flags, nxt = unpack_from(table, 16 * idx)
             if flags & VIRTQ_DESC_F_INDIRECT:
                 if in_indirect:
                     raise GuestError(f"queue {self.index}: nested indirect descriptor in chain {head}")
@@ -129,6 +134,7 @@ class SplitVirtqueue:
                 raise GuestError(f"queue {self.index}: chain {head} exceeds {MAX_CHAIN_BYTES} bytes")
             if flags & VIRTQ_DESC_F_WRITE:
                 writable.append(translate(addr, length, True))
+                write_len += length
             else:
                 if writable:
                     raise GuestError(f"queue {self.index}: chain {head} has a readable descriptor after a "
@@ -139,7 +145,7 @@ class SplitVirtqueue:
             if nxt >= table_len:
                 raise GuestError(f"queue {self.index}: next index {nxt} out of range {table_len}")
             idx = nxt
-        return DescriptorChain(head, readable, writable)
+        return DescriptorChain(head, readable, writable, total - write_len, write_len)
 
     def push(self, head: int, length: int) -> None:
         """Write a used element (``id`` = chain head, ``len`` = bytes written); idx is published by flush."""
