@@ -491,6 +491,40 @@ def test_cipher_roundtrip_property(algo, seed, blocks, tail):
     assert (pt.status, pt.out) == (OK, data)
 
 
+@settings(max_examples=80, deadline=None)
+@given(algo=st.sampled_from(sorted(set(_CIPHER_CASES) & set(CIPHERS))), seed=st.binary(min_size=64, max_size=64),
+       blocks=st.integers(1, 8), tail=st.integers(0, 15), slack=st.integers(0, 20), cut=st.integers(0, 200))
+def test_cipher_output_layouts_agree(algo, seed, blocks, tail, slack, cut):
+    """The cipher writes straight into a lone dst descriptor (with or without the slack ``update_into``
+    wants), into a dst split over two descriptors, and in place over its own source: the same bytes."""
+    key_len, iv_len, block = _CIPHER_CASES[algo]
+    key = seed[:key_len]
+    if algo == C.VIRTIO_CRYPTO_CIPHER_AES_XTS and key[:32] == key[32:]:
+        key = key[:32] + bytes(b ^ 1 for b in key[32:])
+    iv = seed[key_len % 48:key_len % 48 + iv_len]
+    data = (seed * 6)[:blocks * 16 + (tail if block == 1 else 0)]
+    n = len(data)
+    dev = CryptoDevice(max_dataqueues=1)
+    sid, status = D.InProcess(dev).create(D.cipher_create_session(algo, key, ENC))
+    assert status == OK
+    readable = D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, sid, iv, data).readable
+    head = len(readable) - n
+
+    lone = bytearray(n + slack + 1)  # dst, slack, status in one descriptor
+    assert dev.handle(0, DescriptorChain(0, [memoryview(bytearray(readable))], [memoryview(lone)])) == len(lone)
+    assert lone[-1] == OK and lone[n:-1] == bytes(slack)
+
+    k = cut % (n + 1)
+    parts = [bytearray(k), bytearray(n - k), bytearray(1)]
+    dev.handle(0, DescriptorChain(0, [memoryview(bytearray(readable))], [memoryview(p) for p in parts]))
+    assert parts[2][0] == OK and bytes(parts[0] + parts[1]) == lone[:n]
+
+    mem = memoryview(bytearray(readable))  # dst descriptor = the src descriptor's memory
+    status = bytearray(1)
+    dev.handle(0, DescriptorChain(0, [mem[:head], mem[head:]], [mem[head:], memoryview(status)]))
+    assert status[0] == OK and bytes(mem[head:]) == lone[:n]
+
+
 @settings(max_examples=60, deadline=None)
 @given(algo=st.sampled_from([C.VIRTIO_CRYPTO_AEAD_GCM, C.VIRTIO_CRYPTO_AEAD_CCM,
                              C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305]),

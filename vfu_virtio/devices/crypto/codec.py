@@ -1,9 +1,10 @@
 """Wire codec of the published virtio crypto standard: descriptor-chain streams in, plain request values out.
 
 Parse, then execute: :meth:`StandardCodec.parse_ctrl` and :meth:`StandardCodec.parse_data` read the
-device-readable stream of a chain (a :class:`~vfu_virtio.virtio.chain.ChainReader`) and return a frozen
-request value; they change no device state and never touch the writable stream (they only learn its
-``capacity`` to check the declared output lengths). Faults raise :class:`CryptoStatus` carrying the
+device-readable stream of a chain (a :class:`~vfu_virtio.virtio.chain.ChainReader`) and return an
+immutable request value (bulk data sources may be views of guest memory, see "Dataq operations"); they
+change no device state and never touch the writable stream (they only learn its ``capacity`` to check the
+declared output lengths). Faults raise :class:`CryptoStatus` carrying the
 status byte to answer. The services (``services.py``) never see wire bytes, so a later profile (the v16
 NON_SESSION mux, the ASYM RFC) is another codec class producing the same request values.
 
@@ -240,6 +241,8 @@ class AkcipherParams:
 
 
 SessionParams = Union[CipherParams, ChainParams, HashParams, MacParams, AeadParams, AkcipherParams]
+#: Bytes-like request data: ``bytes`` or a ``memoryview`` of guest memory (see :meth:`ChainReader.take`).
+Buffer = Union[bytes, memoryview]
 
 
 # ---- Controlq requests --------------------------------------------------------------------------------
@@ -265,25 +268,26 @@ CtrlRequest = Union[CreateSession, DestroySession]
 
 
 # ---- Dataq operations ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CipherOp:
+# One of these is built per data request, so they are NamedTuples (immutable, cheap to build). The ``src``
+# of CipherOp, ChainOp and DigestOp is a Buffer: a memoryview of guest memory when the bytes lie in one
+# descriptor, valid only while the device handles the request (the driver may change it meanwhile).
+class CipherOp(NamedTuple):
     """Plain cipher ("Symmetric algorithms Operation"): process ``src`` with ``iv``; ``dst_len`` bytes of
     output room (the result is ``len(src)`` bytes at dst offset 0)."""
 
     encrypt: bool
     iv: bytes
-    src: bytes
+    src: Buffer
     dst_len: int
 
 
-@dataclass(frozen=True)
-class ChainOp:
+class ChainOp(NamedTuple):
     """Algorithm chaining: cipher ``src[cipher_start:+cipher_len]`` into a copy of ``src``, hash/MAC
     ``aad || region[hash_start:+hash_len]``; outputs ``dst_data[dst_len]`` then ``hash_result[hash_result_len]``."""
 
     encrypt: bool
     iv: bytes
-    src: bytes
+    src: Buffer
     aad: bytes
     dst_len: int
     cipher_start: int
@@ -293,16 +297,14 @@ class ChainOp:
     hash_result_len: int
 
 
-@dataclass(frozen=True)
-class DigestOp:
+class DigestOp(NamedTuple):
     """HASH or MAC: digest of ``src``; ``result_len`` bytes go to ``hash_result``."""
 
-    src: bytes
+    src: Buffer
     result_len: int
 
 
-@dataclass(frozen=True)
-class AeadOp:
+class AeadOp(NamedTuple):
     """AEAD: encrypt -> ``dst`` = ciphertext || tag; decrypt: ``src`` = ciphertext || tag -> plaintext
     (AMB-17). ``dst_len`` is the output room in bytes, ``tag_len`` must equal the session's."""
 
@@ -314,8 +316,7 @@ class AeadOp:
     tag_len: int
 
 
-@dataclass(frozen=True)
-class AkcipherOp:
+class AkcipherOp(NamedTuple):
     """AKCIPHER ("AKCIPHER Service Operation"): ``opcode`` VIRTIO_CRYPTO_AKCIPHER_ENCRYPT/DECRYPT/SIGN/VERIFY.
 
     ENCRYPT/DECRYPT/SIGN: ``src`` in, up to ``dst_len`` bytes out. VERIFY: ``src`` is the signature,
@@ -331,8 +332,7 @@ class AkcipherOp:
 DataOp = Union[CipherOp, ChainOp, DigestOp, AeadOp, AkcipherOp]
 
 
-@dataclass(frozen=True)
-class DataRequest:
+class DataRequest(NamedTuple):
     """One dataq request: ``opcode`` of ``service``; session mode names ``session_id`` (``params`` None),
     stateless mode carries ``params`` (``session_id`` None). ``op_type`` is the sym op type (CIPHER service;
     0 otherwise). ``out_len`` is the declared device-writable length before the status byte."""
@@ -347,8 +347,12 @@ class DataRequest:
 
 
 def _read(reader: ChainReader, n: int, what: str) -> bytes:
+    return bytes(_take(reader, n, what))
+
+
+def _take(reader: ChainReader, n: int, what: str) -> Buffer:
     try:
-        return reader.read(n)
+        return reader.take(n)
     except ShortRead as e:
         raise CryptoStatus(VIRTIO_CRYPTO_ERR, f"truncated {what}: {e}") from None
 
@@ -371,6 +375,11 @@ class StandardCodec:
         self.revision_1 = bool(features >> VIRTIO_CRYPTO_F_REVISION_1 & 1)
         self.stateless = frozenset(s for s, bit in STATELESS_FEATURE.items()
                                    if self.revision_1 and features >> bit & 1)
+        self._data_parsers = {VIRTIO_CRYPTO_SERVICE_CIPHER: self._parse_sym_data,
+                              VIRTIO_CRYPTO_SERVICE_HASH: self._parse_hash_data,
+                              VIRTIO_CRYPTO_SERVICE_MAC: self._parse_mac_data,
+                              VIRTIO_CRYPTO_SERVICE_AEAD: self._parse_aead_data,
+                              VIRTIO_CRYPTO_SERVICE_AKCIPHER: self._parse_akcipher_data}
 
     # ---- controlq ------------------------------------------------------------------------------------
     def parse_ctrl_header(self, reader: ChainReader) -> int:
@@ -463,31 +472,27 @@ class StandardCodec:
         ``out_capacity`` is the size in bytes of the chain's writable stream; the declared outputs plus the
         1-byte ``virtio_crypto_inhdr`` must fit in it. Raises :class:`CryptoStatus` (ERR, NOTSUPP).
         """
-        opcode, _algo, session_id, flag, _pad = VIRTIO_CRYPTO_OP_HEADER.unpack(
-            _read(reader, VIRTIO_CRYPTO_OP_HEADER.size, "virtio_crypto_op_header"))
+        opcode, _algo, session_id, flag, _pad = VIRTIO_CRYPTO_OP_HEADER.unpack_from(
+            _take(reader, VIRTIO_CRYPTO_OP_HEADER.size, "virtio_crypto_op_header"))
         service = DATA_OPCODES.get(opcode)
         if service is None:
             raise CryptoStatus(VIRTIO_CRYPTO_NOTSUPP, f"unknown dataq opcode {opcode:#x}")
         stateless_layout = service in self.stateless
         stateless = False
         if not self.revision_1:
-            flf = _read(reader, VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY, "dataq op_flf")
+            flf = _take(reader, VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY, "dataq op_flf")
         elif stateless_layout:
             if flag not in (0, VIRTIO_CRYPTO_FLAG_SESSION_MODE):
                 raise CryptoStatus(VIRTIO_CRYPTO_ERR, f"flag {flag} is neither 0 (stateless) nor SESSION_MODE")
             stateless = flag == 0
-            flf = _read(reader, _DATA_FLF_STATELESS[service], "stateless dataq op_flf")
+            flf = _take(reader, _DATA_FLF_STATELESS[service], "stateless dataq op_flf")
         else:
             if flag != VIRTIO_CRYPTO_FLAG_SESSION_MODE:
                 raise CryptoStatus(VIRTIO_CRYPTO_NOTSUPP, "stateless request without the service's "
                                    "STATELESS_MODE feature bit")
-            flf = _read(reader, _DATA_FLF_REV1[service], "dataq op_flf")
-        parse = {VIRTIO_CRYPTO_SERVICE_CIPHER: self._parse_sym_data,
-                 VIRTIO_CRYPTO_SERVICE_HASH: self._parse_hash_data,
-                 VIRTIO_CRYPTO_SERVICE_MAC: self._parse_mac_data,
-                 VIRTIO_CRYPTO_SERVICE_AEAD: self._parse_aead_data,
-                 VIRTIO_CRYPTO_SERVICE_AKCIPHER: self._parse_akcipher_data}[service]
-        params, op_type, op, out_len = parse(opcode, flf, stateless_layout, stateless, reader)
+            flf = _take(reader, _DATA_FLF_REV1[service], "dataq op_flf")
+        params, op_type, op, out_len = self._data_parsers[service](opcode, flf, stateless_layout, stateless,
+                                                                   reader)
         if out_len + VIRTIO_CRYPTO_INHDR.size > out_capacity:
             raise CryptoStatus(VIRTIO_CRYPTO_ERR, f"declared outputs of {out_len} bytes + status do not fit "
                                f"the {out_capacity}-byte writable stream")
@@ -519,7 +524,7 @@ class StandardCodec:
             else:
                 self._check_size(iv_len, src_len, dst_len)
             iv = _read(reader, iv_len, "iv")
-            src = _read(reader, src_len, "src_data")
+            src = _take(reader, src_len, "src_data")
             return params, op_type, CipherOp(encrypt, iv, src, dst_len), dst_len
         if op_type != VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING:
             raise CryptoStatus(VIRTIO_CRYPTO_ERR, f"sym op_type {op_type} in a data request (AMB-31)")
@@ -528,7 +533,7 @@ class StandardCodec:
              _res) = VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF.unpack_from(op_flf)
             self._check_size(iv_len, src_len, aad_len, dst_len, result_len)
             iv = _read(reader, iv_len, "iv")
-            src = _read(reader, src_len, "src_data")
+            src = _take(reader, src_len, "src_data")
             aad = _read(reader, aad_len, "aad") if aad_len > 0 else b""  # CRY-28
             op = ChainOp(encrypt, iv, src, aad, dst_len, c_start, c_len, h_start, h_len, result_len)
             return None, op_type, op, dst_len + result_len
@@ -560,7 +565,7 @@ class StandardCodec:
             self._check_size(iv_len, aad_len, src_len, dst_len, result_len)
         iv = _read(reader, iv_len, "iv")
         aad = _read(reader, aad_len, "aad") if aad_len > 0 else b""  # stateless vlf: iv, aad, src
-        src = _read(reader, src_len, "src_data")
+        src = _take(reader, src_len, "src_data")
         op = ChainOp(encrypt, iv, src, aad, dst_len, c_start, c_len, h_start, h_len, result_len)
         return params, op_type, op, dst_len + result_len
 
@@ -571,7 +576,7 @@ class StandardCodec:
             src_len, result_len = VIRTIO_CRYPTO_HASH_DATA_FLF.unpack_from(flf)
         self._check_size(src_len, result_len)
         params = HashParams(algo, result_len) if stateless else None
-        return params, 0, DigestOp(_read(reader, src_len, "src_data"), result_len), result_len
+        return params, 0, DigestOp(_take(reader, src_len, "src_data"), result_len), result_len
 
     def _parse_mac_data(self, opcode, flf, stateless_layout, stateless, reader):
         params = None
@@ -585,7 +590,7 @@ class StandardCodec:
             src_len, result_len = VIRTIO_CRYPTO_MAC_DATA_FLF.unpack_from(flf)
         if params is None:
             self._check_size(src_len, result_len)
-        return params, 0, DigestOp(_read(reader, src_len, "src_data"), result_len), result_len
+        return params, 0, DigestOp(_take(reader, src_len, "src_data"), result_len), result_len
 
     def _parse_aead_data(self, opcode, flf, stateless_layout, stateless, reader):
         params = None

@@ -56,6 +56,9 @@ SERVICES = frozenset({C.VIRTIO_CRYPTO_SERVICE_CIPHER, C.VIRTIO_CRYPTO_SERVICE_HA
 FEATURES = (1 << C.VIRTIO_CRYPTO_F_REVISION_1) | sum(1 << C.STATELESS_FEATURE[s] for s in SERVICES)
 
 
+_STATUS_OK = bytes([C.VIRTIO_CRYPTO_OK])  # struct virtio_crypto_inhdr of a successful request
+
+
 def _mask(values) -> int:
     """Algorithm bitmap: bit v set for each algorithm value v (never bit 0, the NO_* value; AMB-5)."""
     return sum(1 << v for v in values if v)
@@ -166,7 +169,6 @@ class CryptoDevice(VirtioDevice):
             self.log.warning("dataq request without a writable byte (no room for the status): "
                              "completed with used length 0")
             return 0
-        service = None
         try:
             request = self.codec.parse_data(chain.reader, capacity)
             service = request.service
@@ -179,23 +181,16 @@ class CryptoDevice(VirtioDevice):
                                        f"session's {session.op_type} (AMB-31)")
             else:
                 session = make_session(request.params)
-            writes = session.run(request.op)
+            # only the result bytes and the status are written: the Linux driver's scatterlists may map
+            # the same guest page twice, so padding written "in between" would clobber the result
+            end = session.run(request.op, writer)
         except CryptoStatus as e:
             self.log.debug("dataq request: %s", e)
             out = bytearray(capacity)  # a failed request's outputs read as zeros (section 10.4 step 7)
             out[-1] = e.status
             writer.write_at(0, out)
             return capacity
+        writer.write_at(capacity - 1, _STATUS_OK)
         if service == C.VIRTIO_CRYPTO_SERVICE_AKCIPHER:
-            end = 0
-            for offset, data in writes:
-                writer.write_at(offset, data)
-                end = max(end, offset + len(data))
-            writer.write_at(capacity - 1, bytes([C.VIRTIO_CRYPTO_OK]))
             return end + 1
-        # only the result bytes and the status are written: the Linux driver's scatterlists may map
-        # the same guest page twice, so padding written "in between" would clobber the result
-        for offset, data in writes:
-            writer.write_at(offset, data)
-        writer.write_at(capacity - 1, bytes([C.VIRTIO_CRYPTO_OK]))
         return capacity

@@ -1,9 +1,12 @@
 """The crypto services behind the wire: one session class per service, every primitive from ``cryptography``.
 
 A session object is built from the plain parameter values of ``codec.py`` (a create-session request or the
-``sess_para`` of a stateless request) and validates them once; ``run(op)`` executes one data operation and
-returns the device-writable outputs as ``[(offset, bytes), ...]`` (offsets into the writable stream; the
-status byte is the device's business). Faults raise :class:`~.errors.CryptoStatus`.
+``sess_para`` of a stateless request) and validates them once; ``run(op, out)`` executes one data operation,
+writes its outputs into ``out`` (the request's :class:`~vfu_virtio.virtio.chain.ChainWriter`, at offsets
+into the writable stream; the status byte is the device's business) and returns the stream offset just past
+the last output byte (0 when there is none). Faults raise :class:`~.errors.CryptoStatus` before any output
+is written. A cipher or digest reads its source straight from guest memory, and a cipher writes its result
+straight into it, when the bytes lie in one descriptor (``ChainReader.take``, ``ChainWriter.view``).
 
 Validation ("Session operation: create session" device requirements, crypto.md 10.2/10.5):
 
@@ -53,15 +56,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
+from vfu_virtio.virtio.chain import ChainWriter
+
 from . import constants as C
 from .codec import (AeadOp, AeadParams, AkcipherOp, AkcipherParams, ChainOp, ChainParams, CipherOp,
-                    CipherParams, DigestOp, HashParams, MacParams, SessionParams)
+                    Buffer, CipherParams, DigestOp, HashParams, MacParams, SessionParams)
 from .errors import CryptoStatus
 
 #: Largest SHAKE128/SHAKE256 ``hash_result_len`` in bytes (the XOF has no natural bound).
 SHAKE_MAX_RESULT_LEN = 4096
-
-Writes = list  # [(offset into the writable stream, bytes)]
 
 
 def _err(why: str) -> CryptoStatus:
@@ -150,20 +153,51 @@ class CipherEngine:
         self.algorithm = spec.algorithm(key)
         self.spec = spec
 
-    def apply(self, encrypt: bool, iv: bytes, data: bytes) -> bytes:
-        """Encrypt or decrypt ``data`` with ``iv`` (must be exactly the mode's IV length) -> same length."""
+    def _start(self, encrypt: bool, iv: bytes, n: int):
+        """Check ``iv`` and the length ``n`` (bytes) of the data; a fresh encryptor/decryptor, None if n is 0."""
         spec = self.spec
         if len(iv) != spec.iv_len:
             raise _err(f"iv_len {len(iv)}, the algorithm needs {spec.iv_len} (AMB-16)")
-        if len(data) % spec.block:
-            raise _err(f"{len(data)} bytes is not a multiple of the {spec.block}-byte block")
-        if not data:
-            return b""
-        if len(data) < spec.min_len:
-            raise _err(f"{len(data)} bytes is shorter than the mode's minimum {spec.min_len}")
+        if n % spec.block:
+            raise _err(f"{n} bytes is not a multiple of the {spec.block}-byte block")
+        if not n:
+            return None
+        if n < spec.min_len:
+            raise _err(f"{n} bytes is shorter than the mode's minimum {spec.min_len}")
         cipher = Cipher(self.algorithm, spec.mode(iv) if spec.mode else None)
-        ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+        return cipher.encryptor() if encrypt else cipher.decryptor()
+
+    def apply(self, encrypt: bool, iv: bytes, data: Buffer) -> bytes:
+        """Encrypt or decrypt ``data`` with ``iv`` (must be exactly the mode's IV length) -> same length."""
+        ctx = self._start(encrypt, iv, len(data))
+        if ctx is None:
+            return b""
         return ctx.update(data) + ctx.finalize()
+
+    def apply_to(self, encrypt: bool, iv: bytes, data: Buffer, out: ChainWriter) -> None:
+        """:meth:`apply`, with the ``len(data)`` result bytes written at offset 0 of ``out``.
+
+        When they lie in one writable descriptor the cipher writes into guest memory itself
+        (``update_into``, which wants room for ``len(input) + block - 1`` bytes: a descriptor without that
+        slack gets the last block through ``update``; the block modes here stream, and XTS, which does not,
+        has a 1-byte block).
+        """
+        n = len(data)
+        ctx = self._start(encrypt, iv, n)
+        if ctx is None:
+            return
+        block = self.spec.block
+        view = out.view(0, n)
+        if view is None:
+            out.write_at(0, ctx.update(data) + ctx.finalize())
+            return
+        if len(view) >= n + block - 1:
+            ctx.update_into(data, view)
+        else:
+            cut = n - block
+            ctx.update_into(data[:cut], view)
+            view[cut:n] = ctx.update(data[cut:])
+        ctx.finalize()
 
 
 class CipherSession:
@@ -176,13 +210,15 @@ class CipherSession:
         self.engine = CipherEngine(params.algo, params.key)
         self.encrypt = _direction(params.op)
 
-    def run(self, op: CipherOp) -> Writes:
+    def run(self, op: CipherOp, out: ChainWriter) -> int:
         """``dst_data[0:src_data_len]`` = the cipher output; ERR if ``dst_data_len < src_data_len``."""
         if op.encrypt != self.encrypt:
             raise _err("opcode direction differs from the session's op (AMB-12)")
-        if op.dst_len < len(op.src):
-            raise _err(f"dst_data_len {op.dst_len} < src_data_len {len(op.src)} (AMB-15)")
-        return [(0, self.engine.apply(op.encrypt, op.iv, op.src))]
+        n = len(op.src)
+        if op.dst_len < n:
+            raise _err(f"dst_data_len {op.dst_len} < src_data_len {n} (AMB-15)")
+        self.engine.apply_to(op.encrypt, op.iv, op.src, out)
+        return n
 
 
 # ---- HASH and MAC -----------------------------------------------------------------------------------------
@@ -212,43 +248,47 @@ MACS = frozenset(_HMACS) | frozenset(_CMACS)
 
 
 class DigestEngine:
-    """A HASH or MAC algorithm with its result length (and key): :meth:`digest` -> ``result_len`` bytes."""
+    """A HASH or MAC algorithm with its result length (and key): :meth:`digest` -> ``result_len`` bytes.
+
+    The session keeps one fresh (keyed) context and each digest starts from a copy of it, so a MAC key is
+    set up once per session, not once per request.
+    """
 
     def __init__(self, params: HashParams | MacParams):
         self.result_len = params.result_len
         if isinstance(params, HashParams):
-            self.key = None
             if params.algo in _XOFS:
                 if not 1 <= params.result_len <= SHAKE_MAX_RESULT_LEN:
                     raise _err(f"SHAKE hash_result_len {params.result_len} not in 1..{SHAKE_MAX_RESULT_LEN}")
-                self.make = lambda: hashes.Hash(_XOFS[params.algo](params.result_len))
+                self.fresh = hashes.Hash(_XOFS[params.algo](params.result_len))
                 return
             factory = _HASHES.get(params.algo)
             if factory is None:
                 raise _notsupp(f"hash algorithm {params.algo}")
-            self.make = lambda: hashes.Hash(factory())
+            self.fresh = hashes.Hash(factory())
             size = factory.digest_size
         else:
             if not params.key:
                 raise _err("empty MAC key (AMB-14)")
             if params.algo in _HMACS:
                 factory = _HMACS[params.algo]
-                self.make = lambda: hmac.HMAC(params.key, factory())
+                self.fresh = hmac.HMAC(params.key, factory())
                 size = factory.digest_size
             elif params.algo in _CMACS:
                 block, sizes = _CMACS[params.algo]
                 if len(params.key) not in sizes:
                     raise _err(f"MAC algorithm {params.algo} does not take a {len(params.key)}-byte key")
-                self.make = lambda: cmac.CMAC(block(params.key))
-                size = block(params.key).block_size // 8
+                cipher = block(params.key)
+                self.fresh = cmac.CMAC(cipher)
+                size = cipher.block_size // 8
             else:
                 raise _notsupp(f"MAC algorithm {params.algo}")
         if not 1 <= params.result_len <= size:
             raise _err(f"hash_result_len {params.result_len} not in 1..{size} (AMB-18)")
 
-    def digest(self, data: bytes) -> bytes:
+    def digest(self, data: Buffer) -> bytes:
         """The first ``result_len`` bytes of the digest/MAC of ``data``."""
-        ctx = self.make()
+        ctx = self.fresh.copy()
         ctx.update(data)
         return ctx.finalize()[:self.result_len]
 
@@ -262,11 +302,13 @@ class DigestSession:
         self.service = C.VIRTIO_CRYPTO_SERVICE_HASH if isinstance(params, HashParams) else C.VIRTIO_CRYPTO_SERVICE_MAC
         self.engine = DigestEngine(params)
 
-    def run(self, op: DigestOp) -> Writes:
+    def run(self, op: DigestOp, out: ChainWriter) -> int:
         """``hash_result`` at offset 0; the request's ``hash_result_len`` must equal the session's (AMB-18)."""
-        if op.result_len != self.engine.result_len:
-            raise _err(f"hash_result_len {op.result_len} != the session's {self.engine.result_len} (AMB-18)")
-        return [(0, self.engine.digest(op.src))]
+        n = self.engine.result_len
+        if op.result_len != n:
+            raise _err(f"hash_result_len {op.result_len} != the session's {n} (AMB-18)")
+        out.write_at(0, self.engine.digest(op.src))
+        return n
 
 
 # ---- Algorithm chaining -----------------------------------------------------------------------------------
@@ -285,7 +327,7 @@ class ChainSession:
         self.digest = DigestEngine(params.auth)
         self.hash_first = params.order == C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER
 
-    def run(self, op: ChainOp) -> Writes:
+    def run(self, op: ChainOp, out: ChainWriter) -> int:
         """``dst_data`` at offset 0 (``src_data_len`` bytes), ``hash_result`` at offset ``dst_data_len``."""
         if op.encrypt != self.encrypt:
             raise _err("opcode direction differs from the session's op (AMB-12)")
@@ -296,12 +338,15 @@ class ChainSession:
             raise _err("cipher or hash region outside src_data")
         if op.hash_result_len != self.digest.result_len:
             raise _err(f"hash_result_len {op.hash_result_len} != the session's {self.digest.result_len}")
-        dst = bytearray(op.src)
+        src = bytes(op.src)  # one snapshot of guest memory for both the cipher and the hash
+        dst = bytearray(src)
         end = op.cipher_start + op.cipher_len
-        dst[op.cipher_start:end] = self.cipher.apply(op.encrypt, op.iv, op.src[op.cipher_start:end])
-        region = op.src if self.hash_first else dst
+        dst[op.cipher_start:end] = self.cipher.apply(op.encrypt, op.iv, src[op.cipher_start:end])
+        region = src if self.hash_first else dst
         mac = self.digest.digest(op.aad + bytes(region[op.hash_start:op.hash_start + op.hash_len]))
-        return [(0, bytes(dst)), (op.dst_len, mac)]
+        out.write_at(0, dst)
+        out.write_at(op.dst_len, mac)
+        return op.dst_len + len(mac)
 
 
 # ---- AEAD -------------------------------------------------------------------------------------------------
@@ -340,7 +385,7 @@ class AeadSession:
         if not ok:
             raise _err(f"iv_len {n} is not legal for AEAD algorithm {self.algo}")
 
-    def run(self, op: AeadOp) -> Writes:
+    def run(self, op: AeadOp, out: ChainWriter) -> int:
         """Encrypt: ``dst_data`` = ciphertext || tag. Decrypt: plaintext, or BADMSG on a tag mismatch."""
         if op.encrypt != self.encrypt:
             raise _err("opcode direction differs from the session's op (AMB-12)")
@@ -351,15 +396,18 @@ class AeadSession:
         if op.encrypt:
             if op.dst_len < len(op.src) + t:
                 raise _err(f"dst_data_len {op.dst_len} < src_data_len + tag_len")
-            return [(0, self._seal(op.iv, op.src, op.aad))]
-        if len(op.src) < t:
-            raise _err(f"src_data_len {len(op.src)} < tag_len {t}")
-        if op.dst_len < len(op.src) - t:
-            raise _err(f"dst_data_len {op.dst_len} < src_data_len - tag_len")
-        try:
-            return [(0, self._open(op.iv, op.src[:-t] if t else op.src, op.src[len(op.src) - t:], op.aad))]
-        except InvalidTag:
-            raise CryptoStatus(C.VIRTIO_CRYPTO_BADMSG, "authentication tag mismatch") from None
+            result = self._seal(op.iv, op.src, op.aad)
+        else:
+            if len(op.src) < t:
+                raise _err(f"src_data_len {len(op.src)} < tag_len {t}")
+            if op.dst_len < len(op.src) - t:
+                raise _err(f"dst_data_len {op.dst_len} < src_data_len - tag_len")
+            try:
+                result = self._open(op.iv, op.src[:-t] if t else op.src, op.src[len(op.src) - t:], op.aad)
+            except InvalidTag:
+                raise CryptoStatus(C.VIRTIO_CRYPTO_BADMSG, "authentication tag mismatch") from None
+        out.write_at(0, result)  # a plaintext only once its tag verified
+        return len(result)
 
     def _seal(self, iv: bytes, data: bytes, aad: bytes) -> bytes:
         try:
@@ -527,15 +575,16 @@ class AkcipherSession:
         self.key = key
         self.public = key.public_key() if self.private else key
 
-    def run(self, op: AkcipherOp) -> Writes:
+    def run(self, op: AkcipherOp, out: ChainWriter) -> int:
         """The result at offset 0 (its length tells the driver the result size); VERIFY writes nothing."""
         fn = self._rsa if self.algo == C.VIRTIO_CRYPTO_AKCIPHER_RSA else self._ecdsa
-        out = fn(op)
-        if out is None:
-            return []
-        if len(out) > op.dst_len:
-            raise _err(f"result of {len(out)} bytes does not fit dst_data_len {op.dst_len}")
-        return [(0, out)]
+        result = fn(op)
+        if result is None:
+            return 0
+        if len(result) > op.dst_len:
+            raise _err(f"result of {len(result)} bytes does not fit dst_data_len {op.dst_len}")
+        out.write_at(0, result)
+        return len(result)
 
     def _need_private(self) -> None:
         if not self.private:
