@@ -132,6 +132,8 @@ VIRTIO_CRYPTO_AKCIPHER_DATA_FLF_STATELESS = struct.Struct("<III8sII")
 #: struct virtio_crypto_inhdr (device-writable), 1 byte: u8 status; the last byte of the writable stream.
 VIRTIO_CRYPTO_INHDR = struct.Struct("<B")
 
+#: Size of a dataq head without REVISION_1: virtio_crypto_op_header + the padded op_flf (72 bytes).
+_DATA_HEAD_LEGACY = VIRTIO_CRYPTO_OP_HEADER.size + VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY
 #: op_flf size per controlq opcode with REVISION_1 (unpadded structs).
 _CTRL_FLF_REV1 = {
     VIRTIO_CRYPTO_SERVICE_CIPHER: VIRTIO_CRYPTO_SYM_CREATE_SESSION_FLF.size,
@@ -472,15 +474,22 @@ class StandardCodec:
         ``out_capacity`` is the size in bytes of the chain's writable stream; the declared outputs plus the
         1-byte ``virtio_crypto_inhdr`` must fit in it. Raises :class:`CryptoStatus` (ERR, NOTSUPP).
         """
-        opcode, _algo, session_id, flag, _pad = VIRTIO_CRYPTO_OP_HEADER.unpack_from(
-            _take(reader, VIRTIO_CRYPTO_OP_HEADER.size, "virtio_crypto_op_header"))
+        legacy = not self.revision_1
+        if legacy and reader.remaining >= _DATA_HEAD_LEGACY:  # the whole fixed-size head in one step
+            head = reader.take(_DATA_HEAD_LEGACY)
+            flf = head[VIRTIO_CRYPTO_OP_HEADER.size:]
+        else:
+            head = _take(reader, VIRTIO_CRYPTO_OP_HEADER.size, "virtio_crypto_op_header")
+            flf = None
+        opcode, _algo, session_id, flag, _pad = VIRTIO_CRYPTO_OP_HEADER.unpack_from(head)
         service = DATA_OPCODES.get(opcode)
         if service is None:
             raise CryptoStatus(VIRTIO_CRYPTO_NOTSUPP, f"unknown dataq opcode {opcode:#x}")
         stateless_layout = service in self.stateless
         stateless = False
-        if not self.revision_1:
-            flf = _take(reader, VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY, "dataq op_flf")
+        if legacy:
+            if flf is None:
+                flf = _take(reader, VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY, "dataq op_flf")
         elif stateless_layout:
             if flag not in (0, VIRTIO_CRYPTO_FLAG_SESSION_MODE):
                 raise CryptoStatus(VIRTIO_CRYPTO_ERR, f"flag {flag} is neither 0 (stateless) nor SESSION_MODE")
