@@ -167,6 +167,36 @@ def test_no_kick_no_completion(drv):
     assert c.token == "late" and c.used_len == 10
 
 
+def test_wait_looks_again_after_rearming_interrupts(drv, monkeypatch):
+    """With EVENT_IDX, collecting re-arms used_event only after used.idx was read, so an element the
+    device publishes in between raises no interrupt ("Used Buffer Notifications"): the waiter must look
+    at the ring again before it sleeps, or it sleeps until its next periodic re-check. That race cannot
+    be produced on demand, so it is staged (the one stand-in here): two requests complete for real, and
+    the waiter's first collections take none and then one element, as if the second had been published
+    just after used.idx was read. The waiter must collect the second without sleeping."""
+    drv.init()
+    q = drv.queue(0)
+    assert q.vq.event_idx
+    q.submit(*PING, token=1)
+    q.submit(*PING, token=2)
+    q.kick()
+    deadline = time.monotonic() + 5
+    while q.vq.used_idx != 2:
+        assert time.monotonic() < deadline, "the device did not complete the two requests"
+        time.sleep(0.001)
+    real, limits = q.vq.get_used, iter([0, 1])  # wait's first look takes none, its next one takes one
+    monkeypatch.setattr(q.vq, "get_used", lambda max_items=None: real(next(limits, max_items)))
+    sleeps = []
+
+    class Watch:  # stands for the eventfd poller: records every sleep, wakes at once
+        def poll(self, ms):
+            sleeps.append(ms)
+            return []
+    monkeypatch.setattr(q, "_poller", Watch)
+    assert [c.token for c in q.wait(timeout=5, min_completions=2)] == [1, 2]
+    assert sleeps == [], "the waiter slept with a completion in the used ring"
+
+
 def test_batched_run_beyond_queue_size(drv):
     drv.init(queue_size=16)
     q = drv.queue(0)

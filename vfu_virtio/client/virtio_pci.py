@@ -244,7 +244,9 @@ class DriverQueue:
             if drv._needs_reset:
                 self._ready = out + self._ready
                 raise DeviceNeedsReset(drv._needs_reset, f"while waiting on queue {self.index}")
-            if vq.has_used():
+            # get_used re-arms used_event; an element the device published before that store raised no
+            # interrupt, so look again before sleeping ("Used Buffer Notifications": re-check after enabling)
+            while vq.has_used():
                 out.extend(vq.get_used())
             if len(out) >= min_completions or (vq.in_flight == 0 and not vq.has_used()):
                 self.completed += len(out)
