@@ -248,7 +248,7 @@ class DriverQueue:
             # interrupt, so look again before sleeping ("Used Buffer Notifications": re-check after enabling)
             while vq.has_used():
                 out.extend(vq.get_used())
-            if len(out) >= min_completions or (vq.in_flight == 0 and not vq.has_used()):
+            if len(out) >= min_completions or vq.in_flight == 0:
                 self.completed += len(out)
                 return out
             now = time.monotonic()

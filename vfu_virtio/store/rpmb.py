@@ -47,6 +47,12 @@ COUNTER_MAX = 0xFFFFFFFF
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
 
 
+def _committed_row(db: sqlite3.Connection, ns_id: int) -> tuple[bytes | None, int]:
+    """``(auth_key or None, write_counter)`` of namespace ``ns_id`` as the connection sees it."""
+    key, counter = db.execute("SELECT auth_key, write_counter FROM rpmb_state WHERE ns=?", (ns_id,)).fetchone()
+    return (bytes(key) if key is not None else None), counter
+
+
 class RpmbState:
     """The RPMB state of namespace ``ns``: ``counter`` and :attr:`key` mirror the committed row
     (the namespace lock makes this object the only writer); the key is kept for MACs only."""
@@ -64,8 +70,7 @@ class RpmbState:
         try:
             with store.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO rpmb_state(ns) VALUES (?)", (ns.id,))
-                key, counter = db.execute("SELECT auth_key, write_counter FROM rpmb_state WHERE ns=?",
-                                          (ns.id,)).fetchone()
+                key, counter = _committed_row(db, ns.id)
         except sqlite3.Error as e:
             raise StoreError(f"state store {store.path}: {e}") from e
         high = store.read_guard(ns.id)
@@ -80,7 +85,7 @@ class RpmbState:
                         "moved): a rollback before now cannot be detected; recording counter %d",
                         store.path, ns.instance, counter)
         store.write_guard(ns.id, counter)
-        return cls(ns, bytes(key) if key is not None else None, counter)
+        return cls(ns, key, counter)
 
     @property
     def key(self) -> bytes | None:
@@ -160,13 +165,9 @@ class RpmbState:
         try:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            key, counter = db.execute("SELECT auth_key, write_counter FROM rpmb_state WHERE ns=?",
-                                      (self.ns.id,)).fetchone()
+            self._key, self.counter = _committed_row(db, self.ns.id)
         except sqlite3.Error as e:
             log.error("state store %s: rollback after a failed commit: %s", self.ns.store.path, e)
-            return
-        self._key = bytes(key) if key is not None else None
-        self.counter = counter
 
     def read(self, address: int, count: int) -> list[bytes]:
         """Blocks ``address .. address + count - 1`` (256 bytes each; never-written blocks are zero)."""

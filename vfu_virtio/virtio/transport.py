@@ -111,7 +111,8 @@ class VirtioPciTransport:
         self.irq(self.msix_config)
 
     def needs_reset(self, why: str) -> None:
-        """Guest error or failed device: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the driver."""
+        """Guest error or failed device: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the
+        driver."""
         log.warning("DEVICE_NEEDS_RESET: %s", why)
         if self.status & DEVICE_NEEDS_RESET:
             return

@@ -84,6 +84,12 @@ def _direction(op: int) -> bool:
     raise _err(f"op {op} is neither VIRTIO_CRYPTO_OP_ENCRYPT nor _DECRYPT")
 
 
+def _same_direction(request_encrypt: bool, session_encrypt: bool) -> None:
+    """A data request's opcode must go the session's way (encrypt / decrypt); otherwise ERR (AMB-12)."""
+    if request_encrypt != session_encrypt:
+        raise _err("opcode direction differs from the session's op (AMB-12)")
+
+
 # ---- CIPHER -----------------------------------------------------------------------------------------------
 def _des_key(key: bytes) -> bytes:
     return key * 3  # DES = EDE with K1 = K2 = K3
@@ -212,8 +218,7 @@ class CipherSession:
 
     def run(self, op: CipherOp, out: ChainWriter) -> int:
         """``dst_data[0:src_data_len]`` = the cipher output; ERR if ``dst_data_len < src_data_len``."""
-        if op.encrypt != self.encrypt:
-            raise _err("opcode direction differs from the session's op (AMB-12)")
+        _same_direction(op.encrypt, self.encrypt)
         n = len(op.src)
         if op.dst_len < n:
             raise _err(f"dst_data_len {op.dst_len} < src_data_len {n} (AMB-15)")
@@ -329,8 +334,7 @@ class ChainSession:
 
     def run(self, op: ChainOp, out: ChainWriter) -> int:
         """``dst_data`` at offset 0 (``src_data_len`` bytes), ``hash_result`` at offset ``dst_data_len``."""
-        if op.encrypt != self.encrypt:
-            raise _err("opcode direction differs from the session's op (AMB-12)")
+        _same_direction(op.encrypt, self.encrypt)
         n = len(op.src)
         if op.dst_len < n:
             raise _err(f"dst_data_len {op.dst_len} < src_data_len {n}")
@@ -387,8 +391,7 @@ class AeadSession:
 
     def run(self, op: AeadOp, out: ChainWriter) -> int:
         """Encrypt: ``dst_data`` = ciphertext || tag. Decrypt: plaintext, or BADMSG on a tag mismatch."""
-        if op.encrypt != self.encrypt:
-            raise _err("opcode direction differs from the session's op (AMB-12)")
+        _same_direction(op.encrypt, self.encrypt)
         if op.tag_len != self.tag_len:
             raise _err(f"tag_len {op.tag_len} != the session's {self.tag_len} (AMB-17)")
         self._check_iv(op.iv)

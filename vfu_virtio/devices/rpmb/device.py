@@ -13,9 +13,10 @@ Behaviour: virtio v1.4 "RPMB Device" as merged (multi-block reads: ``1 <= block_
   (when not 0) or N != number of DATA_WRITE frames -> GENERAL_FAILURE; counter = 0xFFFFFFFF ->
   WRITE_COUNTER_EXPIRED (0x0080, RAMB-10); A + N > capacity * 512 -> ADDR_FAILURE (0x0004, RAMB-11);
   MAC over the N frames differs (constant-time compare) -> AUTH_FAILURE (0x0002); C != counter ->
-  COUNT_FAILURE (0x0003); store fails -> WRITE_FAILURE; else OK: blocks and counter + 1 staged together and
-  committed by :meth:`RpmbDevice.commit` before the used element is published. Only OK changes state (RAMB-13). Answered through RESULT_READ:
-  RESP_DATA_WRITE, counter after the request, address A (RPMB-22, RAMB-25).
+  COUNT_FAILURE (0x0003); store fails -> WRITE_FAILURE; else OK: blocks and counter + 1 staged together
+  and committed by :meth:`RpmbDevice.commit` before the used element is published. Only OK changes state
+  (RAMB-13). Answered through RESULT_READ: RESP_DATA_WRITE, counter after the request, address A
+  (RPMB-22, RAMB-25).
 * DATA_READ (6.4): no key -> NO_AUTH_KEY; N = 0, N > max_rd_cnt (when not 0) or N > writable frames ->
   GENERAL_FAILURE; A + N > capacity * 512 -> ADDR_FAILURE; store read fails -> READ_FAILURE; else OK.
   Response: N frames RESP_DATA_READ, block_count N, address A, echoed nonce, data of block A + i (zero on
@@ -111,8 +112,8 @@ class RpmbDevice(VirtioDevice):
         self.state.commit()
 
     def handle(self, queue_index: int, chain: DescriptorChain) -> int:
-        """Parse, execute (staging any state change for :meth:`commit`), write the sealed response frames; returns the
-        used length (see the module docstring)."""
+        """Parse, execute (staging any state change for :meth:`commit`), write the sealed response frames;
+        returns the used length (see the module docstring)."""
         request = parse(chain.reader.read_all())
         room = chain.writer.capacity // F.FRAME_SIZE
         frames = self.execute(request, room)
