@@ -63,5 +63,5 @@ def test_view_only_within_one_buffer():
 
 def test_descriptor_chain_takes_precomputed_lengths():
     c = DescriptorChain(7, bufs(2, 3), bufs(5), 5, 5)
-    assert (c.head, c.reader.remaining, c.writer.capacity) == (7, 5, 5)
+    assert (c.id, c.reader.remaining, c.writer.capacity) == (7, 5, 5)
     assert DescriptorChain(0).reader.remaining == 0 and DescriptorChain(0).writer.capacity == 0

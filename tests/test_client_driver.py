@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from vfu_virtio.client import (COMMON_CFG, DeviceNeedsReset, FeaturesRejected, QueueFull, VfioUserClient,
-                               VfioUserError, VirtioDriverError, VirtioPciDriver, VirtioTimeout)
+from vfu_virtio.abi.virtio import (ACKNOWLEDGE, COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FEATURES_OK,
+                                   VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+                                   VIRTIO_MSI_NO_VECTOR)
+from vfu_virtio.client import (DeviceNeedsReset, FeaturesRejected, QueueFull, VfioUserClient, VfioUserError,
+                               VirtioDriverError, VirtioPciDriver, VirtioTimeout)
 from vfu_virtio.client import vfio_user as vu
-from vfu_virtio.virtio.constants import (ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FEATURES_OK,
-                                         VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
-                                         VIRTIO_MSI_NO_VECTOR)
 
 QUEUES = 2                      # data queues; the controlq is queue 2
 PING = ([b"\xff" * 80], [10])   # unsupported opcode: 10 writable bytes, status last

@@ -12,8 +12,10 @@ import struct
 import pytest
 
 from vfu_virtio.client.memory import GuestMemory
-from vfu_virtio.client.virtqueue import (QueueFull, RingLayout, Virtqueue, VirtqueueError,
-                                         vring_need_event)
+from vfu_virtio.abi.ring import SplitLayout as RingLayout
+from vfu_virtio.abi.ring import vring_need_event
+from vfu_virtio.client.ring import QueueFull, VirtqueueError
+from vfu_virtio.client.split import SplitVirtqueue as Virtqueue
 
 F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
 
@@ -323,7 +325,7 @@ def test_no_interrupt_flag_without_event_idx(mem):
 def test_device_side_walker_reads_what_we_wrote(mem):
     """The project's device-side split ring, over its own mapping of our memfd, sees our chains."""
     from vfu_virtio.virtio.memory import GuestMemory as DeviceMemory
-    from vfu_virtio.virtio.virtqueue import SplitVirtqueue
+    from vfu_virtio.virtio.split import SplitRing
 
     other = mmap.mmap(mem.fd, mem.size)
     anchor = ctypes.c_char.from_buffer(other)
@@ -331,19 +333,19 @@ def test_device_side_walker_reads_what_we_wrote(mem):
     dmem.add(mem.iova_base, mem.size, ctypes.addressof(anchor), mmap.PROT_READ | mmap.PROT_WRITE)
     try:
         vq = Virtqueue(mem, 16, event_idx=True, indirect=True)
-        ring = SplitVirtqueue(dmem, 0, 16, vq.desc_iova, vq.avail_iova, vq.used_iova, True, True)
+        ring = SplitRing(dmem, 0, 16, (vq.desc_iova, vq.avail_iova, vq.used_iova), True, True)
         h_direct = vq.add([b"head", b"body"], [6], token="direct", indirect=False)
         h_ind = vq.add([b"A" * 10, b"B" * 20, b"C" * 30], [7, 1], token="indirect")
         vq.publish()
         c1, c2 = ring.pop(), ring.pop()
         assert ring.pop() is None
-        assert (c1.head, c2.head) == (h_direct, h_ind)
+        assert (c1.id, c2.id) == (h_direct, h_ind)
         assert c1.reader.read_all() == b"headbody" and c1.writer.capacity == 6
         assert c2.reader.read_all() == b"A" * 10 + b"B" * 20 + b"C" * 30 and c2.writer.capacity == 8
         c2.writer.write(b"1234567\x00")
-        ring.push(c2.head, 8)
+        ring.push(c2, 8)
         c1.writer.write(b"ok")
-        ring.push(c1.head, 2)
+        ring.push(c1, 2)
         assert ring.flush() is True       # used_event 0 was passed: device interrupts
         done = vq.get_used()
         assert [(c.token, c.used_len, c.data) for c in done] == [

@@ -12,8 +12,8 @@ import pytest
 from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, DeviceNeedsReset, VirtioPciDriver
 from vfu_virtio.devices.crypto import constants as C
 from vfu_virtio.devices.crypto import driver as D
-from vfu_virtio.virtio.constants import (DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_MSI_NO_VECTOR,
-                                         VIRTQ_DESC_F_NEXT)
+from vfu_virtio.abi.ring import VIRTQ_DESC_F_NEXT
+from vfu_virtio.abi.virtio import DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_MSI_NO_VECTOR
 
 KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")

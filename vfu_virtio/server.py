@@ -23,7 +23,7 @@ from .libvfio_user import VfuContext
 from .libvfio_user import _lib as L
 from .pci import capabilities as caps
 from .pci import layout
-from .virtio.constants import (VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+from .abi.virtio import (VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
                                VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_DEVICE_ID_BASE,
                                VIRTIO_PCI_VENDOR_ID)
 from .virtio.device import VirtioDevice
@@ -52,7 +52,7 @@ class DeviceServer:
         self.socket_path = socket_path
         self.memory = GuestMemory()
         self.ctx = VfuContext(socket_path, log_level)
-        self.transport = VirtioPciTransport(device, self.memory, self._interrupt)
+        self.transport = VirtioPciTransport(device, self.memory, self._interrupt, self._wake)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.clients = 0
@@ -150,6 +150,7 @@ class DeviceServer:
 
     def _dma_unmap(self, iova: int, length: int) -> None:
         log.debug("DMA region unmapped: iova=%#x len=%#x", iova, length)
+        self.transport.quiesce("DMA unmap")  # no request may still be writing into the region (TD-ASYNC)
         self.memory.remove(iova, length)
 
     def _reset(self, kind: int) -> None:
@@ -161,6 +162,14 @@ class DeviceServer:
     def _after_message(self) -> None:
         if self.transport.pending:
             self.transport.process_pending()
+        self.transport.publish_completions()
+
+    def _wake(self) -> None:
+        """A request completed on another thread: bring the loop round to publish it (thread-safe)."""
+        try:
+            os.write(self._wake_w, b"c")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
 
     def stop(self) -> None:
         """Ask the loop to finish (thread-safe, signal-safe)."""
@@ -192,8 +201,8 @@ class DeviceServer:
                 self.clients += 1
                 log.info("client %d attached", self.clients)
                 self._serve_client()
+                self.transport.reset()  # waits for in-flight requests before the memory goes
                 self.memory.clear()
-                self.transport.reset()
                 if max_clients is not None and self.clients >= max_clients:
                     log.info("client %d gone; device reset; exiting after %d client(s)", self.clients, max_clients)
                     break
@@ -208,7 +217,7 @@ class DeviceServer:
         ready = dict(p.poll(timeout_ms))
         if self._wake_r in ready:
             try:
-                os.read(self._wake_r, 64)
+                os.read(self._wake_r, 4096)
             except BlockingIOError:
                 pass
         return fd in ready
@@ -242,7 +251,9 @@ class DeviceServer:
     def _serve_client(self) -> None:
         fd = self.ctx.poll_fd()
         while not self._stop.is_set():
-            if not self._poll(fd, 1000) and not self.transport.pending:
+            ready = self._poll(fd, 1000)
+            self.transport.publish_completions()
+            if not ready and not self.transport.pending:
                 continue
             try:
                 with self._deadline():
@@ -256,6 +267,7 @@ class DeviceServer:
 
     def close(self) -> None:
         """Destroy the libvfio-user context, remove the socket, close the device."""
+        self.transport.quiesce("shutdown")
         self.memory.clear()
         self.ctx.destroy()
         self.device.close()

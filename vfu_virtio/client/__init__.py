@@ -3,22 +3,24 @@
 Layers, each usable alone:
 - :mod:`.vfio_user` — :class:`VfioUserClient`: the vfio-user messages over a UNIX socket.
 - :mod:`.memory` — :class:`GuestMemory`: shared memfd guest memory and its address allocator.
-- :mod:`.virtqueue` — :class:`Virtqueue`: the driver side of a split virtqueue in that memory.
+- :mod:`.ring` — :class:`DriverVirtqueue`: the driver side of one virtqueue in that memory, split
+  (:mod:`.split`) or packed (:mod:`.packed`).
 - :mod:`.virtio_pci` — :class:`VirtioPciDriver`: discovery, feature negotiation, queues, MSI-X.
 
-Imports only shared constants from :mod:`vfu_virtio.virtio.constants`; nothing of the device side.
+Imports only the side-neutral :mod:`vfu_virtio.abi`; nothing of the device side.
 """
 from .memory import GuestMemory, GuestMemoryError, GuestMemoryFull
+from .ring import Completion, DriverVirtqueue, QueueFull, VirtqueueError, make_virtqueue
+from .split import SplitVirtqueue
 from .vfio_user import (DeviceInfo, IrqInfo, RegionInfo, VfioUserClient, VfioUserDisconnected, VfioUserError,
                         VfioUserProtocolError, VfioUserTimeout)
-from .virtio_pci import (COMMON_CFG, DEFAULT_DRIVER_FEATURES, DeviceNeedsReset, DriverQueue, FeaturesRejected,
-                         MsixCap, PciCapability, VirtioCap, VirtioDriverError, VirtioPciDriver, VirtioTimeout)
-from .virtqueue import Completion, QueueFull, RingLayout, Virtqueue, VirtqueueError, vring_need_event
+from .virtio_pci import (DEFAULT_DRIVER_FEATURES, DeviceNeedsReset, DriverQueue, FeaturesRejected, MsixCap,
+                         PciCapability, VirtioCap, VirtioDriverError, VirtioPciDriver, VirtioTimeout)
 
 __all__ = [
-    "COMMON_CFG", "Completion", "DEFAULT_DRIVER_FEATURES", "DeviceInfo", "DeviceNeedsReset", "DriverQueue",
+    "Completion", "DEFAULT_DRIVER_FEATURES", "DeviceInfo", "DeviceNeedsReset", "DriverQueue", "DriverVirtqueue",
     "FeaturesRejected", "GuestMemory", "GuestMemoryError", "GuestMemoryFull", "IrqInfo", "MsixCap",
-    "PciCapability", "QueueFull", "RegionInfo", "RingLayout", "VfioUserClient", "VfioUserDisconnected",
+    "PciCapability", "QueueFull", "RegionInfo", "SplitVirtqueue", "VfioUserClient", "VfioUserDisconnected",
     "VfioUserError", "VfioUserProtocolError", "VfioUserTimeout", "VirtioCap", "VirtioDriverError",
-    "VirtioPciDriver", "VirtioTimeout", "Virtqueue", "VirtqueueError", "vring_need_event",
+    "VirtioPciDriver", "VirtioTimeout", "VirtqueueError", "make_virtqueue",
 ]

@@ -3,7 +3,7 @@
 Owns what a guest's virtio-pci driver does ("Virtio Over PCI Bus", "Device Initialization"): reading
 PCI configuration space (vfio region 7) and walking its capability list to find the virtio structures
 (cfg_type 1..5) and MSI-X; feature negotiation; device_status; MSI-X vectors backed by eventfds given to
-the server with DEVICE_SET_IRQS; split virtqueues in shared guest memory; notifications by writing the
+the server with DEVICE_SET_IRQS; split or packed virtqueues in shared guest memory; notifications by writing the
 queue's notify address. Everything goes through a :class:`~vfu_virtio.client.vfio_user.VfioUserClient`;
 nothing here knows a device type (crypto, rpmb): callers build request buffers.
 
@@ -32,23 +32,23 @@ import struct
 import time
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-from ..virtio.constants import (COMMON_CFG, ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK,
-                                VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
-                                VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG,
-                                VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_PCI_CFG,
-                                VIRTIO_PCI_VENDOR_ID, bit)
+from ..abi.virtio import (ACKNOWLEDGE, COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK,
+                          VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_NOTIF_CONFIG_DATA,
+                          VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1,
+                          VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG,
+                          VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_PCI_CFG,
+                          VIRTIO_PCI_VENDOR_ID, bit)
 from . import vfio_user as vu
 from .memory import GuestMemory
-from .virtqueue import Completion, QueueFull, Virtqueue, VirtqueueError
-
-VIRTIO_F_NOTIFICATION_DATA = 38
-VIRTIO_F_NOTIF_CONFIG_DATA = 39
+from .ring import Completion, DriverVirtqueue, QueueFull, VirtqueueError, make_virtqueue
 
 #: features :meth:`VirtioPciDriver.init` accepts by default (when the device offers them)
 DEFAULT_DRIVER_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX)
+#: add to the wanted features to drive packed virtqueues ("Packed Virtqueues") when the device offers them
+PACKED = bit(VIRTIO_F_RING_PACKED)
 #: transport features this driver implements (anything else is the caller's business)
-SUPPORTED_TRANSPORT_FEATURES = DEFAULT_DRIVER_FEATURES | bit(VIRTIO_F_NOTIFICATION_DATA) | \
-    bit(VIRTIO_F_NOTIF_CONFIG_DATA)
+SUPPORTED_TRANSPORT_FEATURES = DEFAULT_DRIVER_FEATURES | PACKED | bit(VIRTIO_F_RING_RESET) | \
+    bit(VIRTIO_F_NOTIFICATION_DATA) | bit(VIRTIO_F_NOTIF_CONFIG_DATA)
 
 # ---- PCI configuration space ("PCI Local Bus" type 0 header) --------------------------------------
 PCI_CFG_REGION = vu.VFIO_PCI_CONFIG_REGION_INDEX
@@ -151,11 +151,11 @@ class DriverQueue:
     """One enabled virtqueue of a :class:`VirtioPciDriver`: submit, kick, wait.
 
     ``index``, ``size``, ``vector`` (MSI-X vector or None when polling), ``notify_offset`` (byte offset
-    in BAR ``notify_bar``), ``vq`` (the :class:`~vfu_virtio.client.virtqueue.Virtqueue`).
+    in BAR ``notify_bar``), ``vq`` (the :class:`~vfu_virtio.client.ring.DriverVirtqueue`, split or packed).
     Counters: ``kicks`` (notifications sent), ``interrupts`` (eventfd wake-ups), ``completed``.
     """
 
-    def __init__(self, driver: "VirtioPciDriver", index: int, vq: Virtqueue, notify_bar: int,
+    def __init__(self, driver: "VirtioPciDriver", index: int, vq: DriverVirtqueue, notify_bar: int,
                  notify_offset: int, notify_value: int, vector: int | None, eventfd: int | None,
                  shared_vector: bool):
         self.driver = driver
@@ -205,7 +205,7 @@ class DriverQueue:
     def notify(self) -> None:
         """Write the notify address unconditionally."""
         if self._notification_data:
-            data = _U32.pack(self.notify_value | ((self.vq.avail_idx & 0xFFFF) << 16))
+            data = _U32.pack(self.notify_value | (self.vq.notification_data() << 16))
         else:
             data = _U16.pack(self.notify_value)
         self.driver.client.region_write(self.notify_bar, self.notify_offset, data, posted=self.driver.posted_kicks)
@@ -258,8 +258,7 @@ class DriverQueue:
                     continue
                 self._ready = out + self._ready
                 raise VirtioTimeout(f"queue {self.index}: {len(out)} of {min_completions} completions after "
-                                    f"{timeout} s ({vq.in_flight} requests in flight, used.idx "
-                                    f"{vq.used_idx}, avail.idx {vq.avail_idx})")
+                                    f"{timeout} s ({vq.in_flight} requests in flight, {vq.describe()})")
             if poller is not None:
                 ready = poller.poll(max(0.0, min(deadline - now, slice_s)) * 1000)
                 for fd, _ev in ready:
@@ -703,8 +702,9 @@ class VirtioPciDriver:
             if got != qsize:
                 raise VirtioDriverError(f"queue {index}: device kept queue_size {got} after we wrote {qsize}")
         kw = {} if indirect_threshold is None else {"indirect_threshold": indirect_threshold}
-        vq = Virtqueue(self.memory, qsize, event_idx=bool(self.negotiated & bit(VIRTIO_F_EVENT_IDX)),
-                       indirect=bool(self.negotiated & bit(VIRTIO_F_INDIRECT_DESC)), index=index, **kw)
+        vq = make_virtqueue(self.memory, qsize, bool(self.negotiated & PACKED),
+                            event_idx=bool(self.negotiated & bit(VIRTIO_F_EVENT_IDX)),
+                            indirect=bool(self.negotiated & bit(VIRTIO_F_INDIRECT_DESC)), index=index, **kw)
         try:
             eventfd = None
             if vector is not None:
@@ -718,8 +718,8 @@ class VirtioPciDriver:
             else:
                 self.write_common("queue_msix_vector", VIRTIO_MSI_NO_VECTOR)
             self.write_common("queue_desc", vq.desc_iova)
-            self.write_common("queue_driver", vq.avail_iova)
-            self.write_common("queue_device", vq.used_iova)
+            self.write_common("queue_driver", vq.driver_iova)
+            self.write_common("queue_device", vq.device_iova)
             notify_off = self.read_common("queue_notify_off")
             notify_value = index
             if self.negotiated & bit(VIRTIO_F_NOTIF_CONFIG_DATA):
@@ -740,6 +740,27 @@ class VirtioPciDriver:
             old.vq.close()
         self.queues[index] = q
         return q
+
+    def reset_queue(self, index: int, timeout: float = 5.0) -> list[Any]:
+        """VIRTIO_F_RING_RESET ("Virtqueue Reset"): write 1 to queue_reset of queue ``index``, wait until it reads
+        back 1, and forget the queue (its in-flight requests are dropped: their tokens are returned). Set it up
+        again with :meth:`setup_queue`. Raises :class:`VirtioDriverError` if RING_RESET was not negotiated or the
+        device does not acknowledge the reset in ``timeout`` seconds."""
+        if not self.negotiated & bit(VIRTIO_F_RING_RESET):
+            raise VirtioDriverError("queue reset needs VIRTIO_F_RING_RESET, which was not negotiated")
+        self.write_common("queue_select", index)
+        self.write_common("queue_reset", 1)
+        deadline = time.monotonic() + timeout
+        while self.read_common("queue_reset") != 1:
+            if time.monotonic() > deadline:
+                raise VirtioDriverError(f"queue {index}: queue_reset still 0 {timeout} s after writing 1")
+            time.sleep(0.001)
+        q = self.queues.pop(index, None)
+        if q is None:
+            return []
+        tokens = q.vq.detach_all()
+        q.vq.close()
+        return tokens
 
     def driver_ok(self) -> None:
         """Set DRIVER_OK (step 8); raises :class:`DeviceNeedsReset` if the device flags an error."""

@@ -170,21 +170,33 @@ class ChainWriter:
 
 
 class DescriptorChain:
-    """One available descriptor chain, parsed and bounds-checked.
+    """One available descriptor chain, parsed and bounds-checked, until its used element is published.
 
-    ``head`` is the descriptor index that goes back in the used element; ``readable``/``writable`` are
-    the device-readable and device-writable buffers in chain order ("readable-then-writable" is enforced
-    by the virtqueue when it builds the chain); ``reader``/``writer`` stream over them. ``readable_len``/
-    ``writable_len`` are their total sizes in bytes when the caller already summed them.
+    ``id`` goes back in the used element (a split ring's head index, a packed ring's Buffer ID); ``ndescs`` is the
+    number of ring descriptors it occupies (a packed ring skips that many when it writes the used element);
+    ``readable``/``writable`` are the device-readable and device-writable buffers in chain order
+    ("readable-then-writable" is enforced by the ring that built the chain); ``reader``/``writer`` stream over them.
+    ``readable_len``/``writable_len`` are their total sizes in bytes when the caller already summed them.
+
+    Completion (decision TD-ASYNC): a device that keeps a chain past its ``handle`` call finishes it later, from any
+    thread, with :meth:`complete`; the transport sets ``completer`` before handing the chain over.
     """
 
-    __slots__ = ("head", "readable", "writable", "reader", "writer")
+    __slots__ = ("id", "ndescs", "readable", "writable", "reader", "writer", "completer", "epoch")
 
-    def __init__(self, head: int, readable: list[memoryview] | None = None,
+    def __init__(self, id: int, readable: list[memoryview] | None = None,  # noqa: A002 - the spec's name
                  writable: list[memoryview] | None = None, readable_len: int | None = None,
-                 writable_len: int | None = None):
-        self.head = head
+                 writable_len: int | None = None, ndescs: int = 1):
+        self.id = id
+        self.ndescs = ndescs
         self.readable = readable = [] if readable is None else readable
         self.writable = writable = [] if writable is None else writable
         self.reader = ChainReader(readable, readable_len)
         self.writer = ChainWriter(writable, writable_len)
+        self.completer = None
+        self.epoch = 0
+
+    def complete(self, written: int) -> None:
+        """Finish this request: ``written`` bytes of its device-writable part are the used length. Thread-safe;
+        the event loop publishes the used element. Call it exactly once, and never touch the buffers after."""
+        self.completer(self, written)

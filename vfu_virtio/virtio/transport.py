@@ -2,48 +2,79 @@
 
 Owns the registers of BAR0 (common configuration, ISR status, device-specific configuration,
 notifications) and the MSI-X table/PBA of BAR2 (layout: :mod:`vfu_virtio.pci.layout`), the
-device_status state machine, feature negotiation, and the split virtqueues of one
-:class:`~vfu_virtio.virtio.device.VirtioDevice`. It knows nothing of vfio-user: the server hands it
-region accesses and gives it an ``irq`` callable that signals an MSI-X vector.
+device_status state machine, feature negotiation, and the virtqueues of one
+:class:`~vfu_virtio.virtio.device.VirtioDevice`: each enabled queue is a
+:class:`~vfu_virtio.virtio.ring.DeviceRing` (split or packed, by the negotiated VIRTIO_F_RING_PACKED) plus an
+:class:`~vfu_virtio.virtio.inflight.Inflight` of the requests the device holds. It knows nothing of vfio-user:
+the server hands it region accesses, gives it an ``irq`` callable that signals an MSI-X vector and a ``wake``
+callable that brings the event loop round when a request completes on another thread.
 
 Rules implemented (virtio v1.4):
 - feature words: ``device_feature_select`` >= 2 reads 0; driver feature words >= 2 must be written 0;
 - FEATURES_OK is refused (the bit reads back clear) when the driver accepted a feature the device did
-  not offer or did not accept VIRTIO_F_VERSION_1 (a modern-only device);
+  not offer or did not accept VIRTIO_F_VERSION_1 (a modern-only device), or when the device requires a ring
+  format the driver did not take (``rings="packed"``);
 - writing 0 to device_status resets the device; ``config_generation`` changes with device config;
 - ``queue_msix_vector``/``msix_config`` read back VIRTIO_MSI_NO_VECTOR for a vector the function lacks;
+- ``queue_size`` must be a power of 2 for a split ring, any value 1..max for a packed ring;
+- VIRTIO_F_RING_RESET: writing 1 to ``queue_reset`` resets the selected queue (it reads 1 until the queue is
+  enabled again); 0 written to ``queue_enable`` is ignored and logged once per queue (TD-QUEUE-ENABLE-0);
 - a guest error (bad ring address, descriptor loop, ...) logs one line and sets DEVICE_NEEDS_RESET,
   then raises a configuration change interrupt ("Device Status Field").
+
+Asynchronous completion (decision TD-ASYNC): a device may keep a chain and complete it later from any thread;
+only the event-loop thread (:meth:`VirtioPciTransport.process_pending`,
+:meth:`VirtioPciTransport.publish_completions`) publishes used elements and interrupts. Device reset, queue reset,
+DMA unmap and client disconnect first wait for in-flight requests (:meth:`VirtioPciTransport.quiesce`), so the
+device never writes into memory the client has taken back, and never publishes into a reset queue.
 """
 from __future__ import annotations
 
 import logging
 import struct
+import threading
+import time
 from typing import Callable
+
+from vfu_virtio.abi.virtio import (COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_F_EVENT_IDX,
+                                   VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
+                                   VIRTIO_F_VERSION_1, VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_ISR_CONFIG,
+                                   VIRTIO_PCI_ISR_QUEUE, bit)
 
 from ..pci import layout
 from .chain import GuestError
-from .constants import (COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_F_EVENT_IDX,
-                        VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, VIRTIO_MSI_NO_VECTOR, bit)
 from .device import VirtioDevice
+from .inflight import Inflight
 from .memory import GuestMemory
-from .virtqueue import SplitVirtqueue
+from .packed import PackedRing
+from .ring import DeviceRing
+from .split import SplitRing
 
 log = logging.getLogger("vfu_virtio.virtio.transport")
 
-TRANSPORT_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX)
+TRANSPORT_FEATURES = (bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX)
+                      | bit(VIRTIO_F_RING_PACKED) | bit(VIRTIO_F_RING_RESET))
+#: ``rings`` values: which virtqueue formats the device offers ("any": split, or packed if the driver takes
+#: VIRTIO_F_RING_PACKED; "split": RING_PACKED withheld; "packed": RING_PACKED offered and required).
+RING_CHOICES = ("any", "split", "packed")
+#: After this long waiting for in-flight requests, one warning line; the wait goes on (they always finish).
+QUIESCE_WARN_S = 2.0
 
 _FIELD_AT = sorted((off, w, name) for name, (off, w) in COMMON_CFG.items())
 _UINT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 
 
 class QueueState:
-    """Driver-programmed registers of one virtqueue, and the live ring once DRIVER_OK."""
+    """Driver-programmed registers of one virtqueue, the live ring once DRIVER_OK, and its in-flight requests."""
 
-    __slots__ = ("size", "max_size", "msix_vector", "enable", "desc", "driver", "device", "ring")
+    __slots__ = ("index", "size", "max_size", "msix_vector", "enable", "desc", "driver", "device", "ring",
+                 "inflight", "reset_done", "enable0_logged")
 
-    def __init__(self, max_size: int):
+    def __init__(self, index: int, max_size: int, wake: Callable[[], None]):
+        self.index = index
         self.max_size = max_size
+        self.inflight = Inflight(index, wake)
+        self.enable0_logged = False
         self.reset()
 
     def reset(self) -> None:
@@ -51,7 +82,8 @@ class QueueState:
         self.msix_vector = VIRTIO_MSI_NO_VECTOR
         self.enable = 0
         self.desc = self.driver = self.device = 0
-        self.ring: SplitVirtqueue | None = None
+        self.ring: DeviceRing | None = None
+        self.reset_done = 0  # queue_reset reads 1 after a queue reset until the queue is enabled again
 
 
 class VirtioPciTransport:
@@ -59,30 +91,47 @@ class VirtioPciTransport:
 
     ``irq(vector)`` signals an interrupt: the MSI-X ``vector`` when MSI-X is enabled (nothing for
     VIRTIO_MSI_NO_VECTOR), otherwise INTx with the ISR status bits set here ("Used Buffer Notifications").
-    Region handlers: :meth:`bar0_access`, :meth:`msix_access`; queue work: :meth:`process_pending`.
+    ``wake()`` is called from any thread when a request completed asynchronously. ``rings``: one of
+    :data:`RING_CHOICES`. Region handlers: :meth:`bar0_access`, :meth:`msix_access`; queue work:
+    :meth:`process_pending`, :meth:`publish_completions`. ``notes`` counts driver requirements broken in ways
+    the device accepted (check id -> count; the first of each kind is logged).
     """
 
-    def __init__(self, device: VirtioDevice, memory: GuestMemory, irq: Callable[[int], bool]):
+    def __init__(self, device: VirtioDevice, memory: GuestMemory, irq: Callable[[int], bool],
+                 wake: Callable[[], None] = lambda: None, rings: str = "any"):
+        if rings not in RING_CHOICES:
+            raise ValueError(f"rings {rings!r}: expected one of {', '.join(RING_CHOICES)}")
         self.device = device
         self.memory = memory
         self.irq = irq
+        self.rings = rings
         self.num_queues = device.num_queues
         self.num_vectors = self.num_queues + 1
         if self.num_vectors > layout.MSIX_MAX_VECTORS:
             raise ValueError(f"{self.num_queues} queues need {self.num_vectors} MSI-X vectors; "
                              f"the layout holds at most {layout.MSIX_MAX_VECTORS}")
-        self.device_features = TRANSPORT_FEATURES | device.device_features()
-        self.queues = [QueueState(device.queue_size_max) for _ in range(self.num_queues)]
+        offered = TRANSPORT_FEATURES | device.device_features()
+        if rings == "split":
+            offered &= ~bit(VIRTIO_F_RING_PACKED)
+        self.device_features = offered
+        self.queues = [QueueState(i, device.queue_size_max, wake) for i in range(self.num_queues)]
         self.msix_table = bytearray(layout.MSIX_ENTRY_SIZE * self.num_vectors)
         self.pending: set[int] = set()
+        self.notes: dict[str, int] = {}
         self.config_generation = 0
         self._config_snapshot = device.config_space()
         device.notify_config_change = self.config_changed
+        self._lock = threading.Lock()  # config_changed may come from a device thread
         self.reset()
 
     # ---- state ---------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Device reset: status 0, features cleared, queues disabled, device's volatile state dropped."""
+        """Device reset: in-flight requests finish first (never published), then status 0, features cleared,
+        queues disabled, the device's volatile state dropped."""
+        self.quiesce("device reset")
+        for q in self.queues:
+            q.inflight.discard()
+            q.reset()
         self.status = 0
         self.isr = 0
         self.device_feature_select = 0
@@ -91,34 +140,59 @@ class VirtioPciTransport:
         self.driver_features_bad = False
         self.msix_config = VIRTIO_MSI_NO_VECTOR
         self.queue_select = 0
-        for q in self.queues:
-            q.reset()
         self.pending.clear()
         self.device.reset()
+
+    def quiesce(self, why: str) -> None:
+        """Wait until the device holds no request on any queue (their completions stay queued for publication).
+
+        Called before anything takes memory or a queue away from in-flight work: device and queue reset, DMA
+        unmap, client disconnect. Requests always finish (the devices bound their work), so this waits as long
+        as it takes, with one warning line if that is longer than :data:`QUIESCE_WARN_S`.
+        """
+        busy = [q for q in self.queues if q.inflight.outstanding]
+        if not busy:
+            return
+        t0 = time.monotonic()
+        for q in busy:
+            if not q.inflight.wait_idle(max(0.0, QUIESCE_WARN_S - (time.monotonic() - t0))):
+                log.warning("%s: waiting for %d request(s) in flight on queue %d", why, q.inflight.outstanding,
+                            q.index)
+                q.inflight.wait_idle(None)
+        log.debug("%s: in-flight requests finished after %.1f ms", why, (time.monotonic() - t0) * 1000)
 
     @property
     def negotiated(self) -> int:
         return self.driver_features if self.status & FEATURES_OK else 0
 
+    def note(self, check: str, detail: str) -> None:
+        """A driver requirement broken in a way the device accepted: counted per ``check``, the first logged."""
+        n = self.notes.get(check, 0)
+        self.notes[check] = n + 1
+        if not n:
+            log.info("driver: %s", detail)
+
     def config_changed(self) -> None:
         """The device changed its config space: bump config_generation and interrupt the driver."""
-        self.config_generation = (self.config_generation + 1) & 0xFF
-        self._config_snapshot = self.device.config_space()
+        with self._lock:
+            self.config_generation = (self.config_generation + 1) & 0xFF
+            self._config_snapshot = self.device.config_space()
         self._config_interrupt()
 
     def _config_interrupt(self) -> None:
-        self.isr |= 2
+        self.isr |= VIRTIO_PCI_ISR_CONFIG
         self.irq(self.msix_config)
 
     def needs_reset(self, why: str) -> None:
         """Guest error or failed device: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the
-        driver."""
+        driver. Requests still in flight complete into the void (dropped when they come back)."""
         log.warning("DEVICE_NEEDS_RESET: %s", why)
         if self.status & DEVICE_NEEDS_RESET:
             return
         self.status |= DEVICE_NEEDS_RESET
         for q in self.queues:
             q.ring = None
+            q.inflight.discard()
         self.pending.clear()
         self._config_interrupt()
 
@@ -150,7 +224,8 @@ class VirtioPciTransport:
         if q is None:
             return 0
         return {"queue_size": q.size, "queue_msix_vector": q.msix_vector, "queue_enable": q.enable,
-                "queue_desc": q.desc, "queue_driver": q.driver, "queue_device": q.device}.get(name, 0)
+                "queue_desc": q.desc, "queue_driver": q.driver, "queue_device": q.device,
+                "queue_reset": q.reset_done}.get(name, 0)
 
     def _write_field(self, name: str, value: int) -> None:
         q = self.queues[self.queue_select] if self.queue_select < self.num_queues else None
@@ -176,22 +251,31 @@ class VirtioPciTransport:
             log.debug("write to %s of absent queue %d ignored", name, self.queue_select)
         elif name == "queue_msix_vector":
             q.msix_vector = value if value < self.num_vectors else VIRTIO_MSI_NO_VECTOR
+        elif name == "queue_reset":
+            if value == 1 and self.negotiated & bit(VIRTIO_F_RING_RESET):
+                self._reset_queue(q)
+            else:
+                log.debug("write of %d to queue_reset of queue %d ignored (VIRTIO_F_RING_RESET %snegotiated)",
+                          value, q.index, "" if self.negotiated & bit(VIRTIO_F_RING_RESET) else "not ")
         elif q.enable and name in ("queue_size", "queue_desc", "queue_driver", "queue_device"):
             log.warning("write to %s of enabled queue %d ignored", name, self.queue_select)
         elif name == "queue_size":
-            if value == 0 or value & (value - 1) or value > q.max_size:
-                log.warning("queue %d: queue_size %d refused (power of 2 up to %d)", self.queue_select,
-                            value, q.max_size)
+            packed = self.driver_features & bit(VIRTIO_F_RING_PACKED)
+            if value == 0 or value > q.max_size or (not packed and value & (value - 1)):
+                log.warning("queue %d: queue_size %d refused (%s up to %d)", self.queue_select, value,
+                            "1" if packed else "a power of 2", q.max_size)
             else:
                 q.size = value
         elif name == "queue_enable":
             if value == 1 and not q.enable:
                 q.enable = 1
+                q.reset_done = 0
                 if self.status & DRIVER_OK:
-                    self._start_queue(self.queue_select)
-            elif value != 1:
-                log.warning("queue %d: driver wrote %d to queue_enable (only 1 is allowed)",
-                            self.queue_select, value)
+                    self._start_queue(q)
+            elif value != 1 and not q.enable0_logged:
+                q.enable0_logged = True
+                log.warning("queue %d: driver wrote %d to queue_enable (only 1 is allowed; ignored, logged once "
+                            "per queue, TD-QUEUE-ENABLE-0)", self.queue_select, value)
         elif name in ("queue_desc", "queue_driver", "queue_device"):
             setattr(q, name[6:], value)
         else:
@@ -204,15 +288,20 @@ class VirtioPciTransport:
             return
         old = self.status
         if value & FEATURES_OK and not old & FEATURES_OK:
-            unknown = self.driver_features & ~self.device_features
+            f = self.driver_features
+            unknown = f & ~self.device_features
             if unknown or self.driver_features_bad:
                 log.warning("FEATURES_OK refused: driver accepted feature bits %#x the device did not offer",
                             unknown)
                 value &= ~FEATURES_OK
-            elif not self.driver_features & bit(VIRTIO_F_VERSION_1):
+            elif not f & bit(VIRTIO_F_VERSION_1):
                 log.warning("FEATURES_OK refused: driver did not accept VIRTIO_F_VERSION_1")
                 value &= ~FEATURES_OK
-            elif why := self.device.refuse_features(self.driver_features):
+            elif self.rings == "packed" and not f & bit(VIRTIO_F_RING_PACKED):
+                log.warning("FEATURES_OK refused: this device serves packed virtqueues only (--ring packed) and "
+                            "the driver did not accept VIRTIO_F_RING_PACKED")
+                value &= ~FEATURES_OK
+            elif why := self.device.refuse_features(f):
                 log.warning("FEATURES_OK refused by the %s device: %s", self.device.name, why)
                 value &= ~FEATURES_OK
         self.status = value | (old & DEVICE_NEEDS_RESET)
@@ -220,23 +309,36 @@ class VirtioPciTransport:
             if not self.status & FEATURES_OK:
                 self.needs_reset("DRIVER_OK set without FEATURES_OK")
                 return
-            log.info("driver ok: features %#x", self.driver_features)
+            log.info("driver ok: features %#x (%s virtqueues)", self.driver_features,
+                     "packed" if self.driver_features & bit(VIRTIO_F_RING_PACKED) else "split")
             self.device.activate(self.driver_features)
-            for i, q in enumerate(self.queues):
+            for q in self.queues:
                 if q.enable:
-                    self._start_queue(i)
+                    self._start_queue(q)
 
-    def _start_queue(self, i: int) -> None:
-        q = self.queues[i]
+    def _start_queue(self, q: QueueState) -> None:
         f = self.driver_features
+        ring_class = PackedRing if f & bit(VIRTIO_F_RING_PACKED) else SplitRing
         try:
-            q.ring = SplitVirtqueue(self.memory, i, q.size, q.desc, q.driver, q.device,
-                                    bool(f & bit(VIRTIO_F_EVENT_IDX)), bool(f & bit(VIRTIO_F_INDIRECT_DESC)))
+            q.ring = ring_class(self.memory, q.index, q.size, (q.desc, q.driver, q.device),
+                                bool(f & bit(VIRTIO_F_EVENT_IDX)), bool(f & bit(VIRTIO_F_INDIRECT_DESC)), self.note)
         except GuestError as e:
-            self.needs_reset(f"queue {i}: {e}")
+            self.needs_reset(f"queue {q.index}: {e}")
             return
         if q.ring.pending():
-            self.pending.add(i)
+            self.pending.add(q.index)
+
+    def _reset_queue(self, q: QueueState) -> None:
+        """VIRTIO_F_RING_RESET ("Virtqueue Reset"): wait for the queue's in-flight requests, drop their
+        completions, return its registers to their reset values; queue_reset then reads 1."""
+        if q.inflight.outstanding:
+            log.debug("queue %d reset: waiting for %d request(s) in flight", q.index, q.inflight.outstanding)
+            q.inflight.wait_idle(None)
+        q.inflight.discard()
+        q.reset()
+        q.reset_done = 1
+        self.pending.discard(q.index)
+        log.info("queue %d reset by the driver", q.index)
 
     def common_read(self, offset: int, size: int) -> bytes:
         image = bytearray(layout.COMMON_CFG_LENGTH)
@@ -312,14 +414,12 @@ class VirtioPciTransport:
 
     # ---- queue processing ---------------------------------------------------------------------
     def process_pending(self, budget: int = 32) -> None:
-        """Run every notified queue: pop chains, let the device handle them, publish used, interrupt.
+        """Run every notified queue: pop chains, hand them to the device, publish what completed, interrupt.
 
         Used elements are published (and the driver interrupted) at least every ``budget`` requests, so a
-        driver that keeps the ring full gets completions back while the device works on the rest.
-
-        Each used element is published only after ``device.handle`` returned and ``device.commit`` made
-        the run durable (RPMB: one store commit for the run), and the interrupt is sent after used.idx is
-        published. If the commit fails, nothing of the run is published and DEVICE_NEEDS_RESET is set.
+        driver that keeps the ring full gets completions back while the device works on the rest. When a ring
+        runs dry, available buffer notifications are enabled again and the ring re-checked ("Available Buffer
+        Notification Suppression"), so a chain added meanwhile is not missed.
         """
         while self.pending:
             i = self.pending.pop()
@@ -327,23 +427,29 @@ class VirtioPciTransport:
             ring = q.ring
             if ring is None:
                 continue
-            error = None
             try:
                 ring.check_memory()
             except GuestError as e:
                 self.needs_reset(str(e))
                 continue
+            error = None
             done = 0
+            chain = None
+            handle = self.device.handle
+            inflight = q.inflight
             try:
                 while done < budget:
                     chain = ring.pop()
                     if chain is None:
-                        ring.set_avail_event()
+                        ring.enable_notifications()
                         if not ring.pending():
                             break
                         continue
-                    written = self.device.handle(i, chain)
-                    ring.push(chain.head, written)
+                    inflight.start(chain)
+                    written = handle(i, chain)
+                    if written is not None:
+                        inflight.finish(chain, written)
+                    chain = None
                     done += 1
                 else:
                     self.pending.add(i)  # fairness: come back after the other queues
@@ -352,14 +458,47 @@ class VirtioPciTransport:
             except Exception as e:  # noqa: BLE001 - a device bug must not take the process down
                 log.exception("queue %d: device %s failed on a request", i, self.device.name)
                 error = f"internal error in the {self.device.name} device: {e!r}"
-            try:
-                self.device.commit()  # durable before published: nothing acknowledged is ever lost
-            except Exception as e:  # noqa: BLE001 - the run stays unpublished; the driver must reset
-                self.needs_reset(f"{self.device.name} device could not make {done} request(s) on queue {i} "
-                                 f"durable, none completed: {e}")
-                continue
-            if ring.flush():  # what was handled before an error is still published
-                self.isr |= 1
-                self.irq(q.msix_vector)
+            if chain is not None and chain.completer is not None:
+                inflight.abandon(chain)  # the device raised on it: it will never complete
+            self._publish(q)  # what completed before an error is still published
             if error:
                 self.needs_reset(error)
+
+    def publish_completions(self) -> None:
+        """Publish what devices completed on other threads since the last call (event-loop thread)."""
+        for q in self.queues:
+            if q.inflight.has_done():
+                self._publish(q)
+
+    def _publish(self, q: QueueState) -> None:
+        """Make the device's staged work durable, then write the used elements of every completed chain of ``q``,
+        publish them and interrupt if the driver wants it.
+
+        ``device.commit`` runs before any used element is published (RPMB: one store commit for the run), so
+        nothing acknowledged is ever lost; if it fails, none of them is published and DEVICE_NEEDS_RESET is set.
+        """
+        items = q.inflight.take()
+        if not items:
+            return
+        try:
+            self.device.commit()
+        except Exception as e:  # noqa: BLE001 - the run stays unpublished; the driver must reset
+            q.inflight.dropped += len(items)
+            self.needs_reset(f"{self.device.name} device could not make {len(items)} request(s) on queue "
+                             f"{q.index} durable, none completed: {e}")
+            return
+        ring = q.ring
+        if ring is None:  # the queue or the device was reset, or DEVICE_NEEDS_RESET: nobody to tell
+            q.inflight.dropped += len(items)
+            return
+        try:
+            ring.check_memory()
+            for chain, written in items:
+                ring.push(chain, written)
+            notify = ring.flush()
+        except GuestError as e:
+            self.needs_reset(str(e))
+            return
+        if notify:
+            self.isr |= VIRTIO_PCI_ISR_QUEUE
+            self.irq(q.msix_vector)

@@ -1,64 +1,44 @@
-"""Split virtqueues, device side ("Split Virtqueues" in the virtio standard).
+"""Split virtqueues, device side ("Split Virtqueues"): :class:`SplitRing` behind :class:`~.ring.DeviceRing`.
 
-Ring layouts (little-endian; Queue Size N):
-    descriptor table  16*N   struct virtq_desc { le64 addr; le32 len; le16 flags; le16 next; }
-    available ring    6+2N   le16 flags; le16 idx; le16 ring[N]; le16 used_event (EVENT_IDX)
-    used ring         6+8N   le16 flags; le16 idx; struct { le32 id; le32 len; } ring[N]; le16 avail_event
-
-Every walk is bounded by something the device chose: a chain visits at most N descriptors, an
-indirect table at most len/16 entries (and at most MAX_INDIRECT_DESCRIPTORS), nested indirect tables are refused, and a
-readable descriptor after a writable one is refused ("The Virtqueue Descriptor Table"). Any of these
-raises :class:`GuestError`; the transport then sets DEVICE_NEEDS_RESET.
+Layouts in :mod:`vfu_virtio.abi.ring`. The device reads the descriptor table and the available ring and writes the
+used ring; with VIRTIO_F_EVENT_IDX it reads ``used_event`` (end of the available ring) and writes ``avail_event``
+(end of the used ring). Used elements may be pushed in any order (completion order); ``used.idx`` is published by
+:meth:`SplitRing.flush` after the elements. Bounds: see :mod:`vfu_virtio.virtio.ring`.
 """
 from __future__ import annotations
 
-import struct
 import sys
 
-from .chain import DescriptorChain, GuestError
-from .constants import (VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
-                        VIRTQ_DESC_F_WRITE)
-from .memory import GuestMemory
+from vfu_virtio.abi.ring import (MAX_QUEUE_SIZE, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC, VIRTQ_DESC_F_INDIRECT,
+                                 VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_ELEM, VIRTQ_USED_F_NO_NOTIFY,
+                                 vring_need_event)
 
-VIRTQ_DESC = struct.Struct("<QIHH")
+from .chain import DescriptorChain, GuestError
+from .memory import GuestMemory
+from .ring import MAX_CHAIN_BYTES, DeviceRing, Note
+
 if sys.byteorder != "little":  # the 16-bit views below read le16 fields natively
     raise ImportError("vfu_virtio's split virtqueues assume a little-endian host")
-VIRTQ_USED_ELEM = struct.Struct("<II")
-MAX_CHAIN_BYTES = 1 << 30  # a chain's buffers may not add up to more than 1 GiB
-# An indirect table may hold more entries than the queue size (Linux's virtio_crypto sends 292 for a
-# 64 KiB AF_ALG request on a 256-entry queue); the device still bounds it.
-MAX_INDIRECT_DESCRIPTORS = 4096
 
 
-def vring_need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
-    """True if ``event_idx`` lies in (old_idx, new_idx] modulo 2**16 ("Used Buffer Notification Suppression")."""
-    return ((new_idx - event_idx - 1) & 0xFFFF) < ((new_idx - old_idx) & 0xFFFF)
+class SplitRing(DeviceRing):
+    """One enabled split virtqueue over guest memory (``addresses``: descriptor table, available ring, used ring)."""
 
+    format = "split"
 
-class SplitVirtqueue:
-    """One enabled split virtqueue over guest memory.
-
-    ``pop()`` returns the next available :class:`DescriptorChain` or None; ``push(head, length)`` adds a
-    used element; ``flush()`` publishes used.idx and says whether the driver wants an interrupt.
-    """
-
-    def __init__(self, mem: GuestMemory, index: int, size: int, desc: int, driver: int, device: int,
-                 event_idx: bool, indirect: bool):
-        if size == 0 or size & (size - 1) or size > 32768:
-            raise GuestError(f"queue {index}: queue_size {size} is not a power of 2 in 1..32768")
-        self.index = index
-        self.size = size
-        self.mem = mem
-        self.event_idx = event_idx
-        self.indirect = indirect
-        self.addresses = (desc, driver, device)
-        self._map_rings()
+    def __init__(self, mem: GuestMemory, index: int, size: int, addresses: tuple[int, int, int],
+                 event_idx: bool, indirect: bool, note: Note | None = None):
+        if size == 0 or size & (size - 1) or size > MAX_QUEUE_SIZE:
+            raise GuestError(f"queue {index}: queue_size {size} is not a power of 2 in 1..{MAX_QUEUE_SIZE}")
+        super().__init__(mem, index, size, addresses, event_idx, indirect, note)
+        self._map()
         # a freshly enabled queue starts at index 0 on both rings ("Virtqueue Initialization")
         self.last_avail = 0
         self.used_idx = 0
         self._signalled_used = 0
+        self._notify_off = False
 
-    def _map_rings(self) -> None:
+    def _map(self) -> None:
         desc, driver, device = self.addresses
         size = self.size
         self.desc = self.mem.translate(desc, 16 * size)
@@ -73,19 +53,10 @@ class SplitVirtqueue:
         self.used16 = self.used.cast("H")
         self.generation = self.mem.generation
 
-    def check_memory(self) -> None:
-        """Re-translate the rings if a DMA region was unmapped since; :class:`GuestError` if they are gone."""
-        if self.generation != self.mem.generation:
-            try:
-                self._map_rings()
-            except GuestError as e:
-                raise GuestError(f"queue {self.index}: rings no longer mapped after a DMA unmap: {e}") from None
-
     def pending(self) -> bool:
         return self.avail16[1] != self.last_avail
 
     def pop(self) -> DescriptorChain | None:
-        """The next available chain (walked and bounds-checked), or None; :class:`GuestError` if broken."""
         last = self.last_avail
         avail_idx = self.avail16[1]
         if avail_idx == last:
@@ -119,13 +90,11 @@ class SplitVirtqueue:
             if flags & VIRTQ_DESC_F_INDIRECT:
                 if in_indirect:
                     raise GuestError(f"queue {self.index}: nested indirect descriptor in chain {head}")
-                if not self.indirect:
-                    raise GuestError(f"queue {self.index}: INDIRECT descriptor without VIRTIO_F_INDIRECT_DESC")
-                if length == 0 or length % 16 or length // 16 > MAX_INDIRECT_DESCRIPTORS:
-                    raise GuestError(f"queue {self.index}: indirect table length {length} is not a multiple "
-                                     f"of 16 in 16..{16 * MAX_INDIRECT_DESCRIPTORS}")
+                if flags & VIRTQ_DESC_F_NEXT:
+                    self.note("indirect-with-next", f"queue {self.index}: INDIRECT descriptor with NEXT in chain "
+                                                    f"{head} (the rest of the chain is ignored)")
+                table_len = ttl = self._check_indirect(head, length)
                 table = translate(addr, length)
-                table_len = ttl = length // 16
                 idx = 0
                 in_indirect = True
                 continue
@@ -147,13 +116,11 @@ class SplitVirtqueue:
             idx = nxt
         return DescriptorChain(head, readable, writable, total - write_len, write_len)
 
-    def push(self, head: int, length: int) -> None:
-        """Write a used element (``id`` = chain head, ``len`` = bytes written); idx is published by flush."""
-        VIRTQ_USED_ELEM.pack_into(self.used, 4 + 8 * (self.used_idx % self.size), head, length)
+    def push(self, chain: DescriptorChain, written: int) -> None:
+        VIRTQ_USED_ELEM.pack_into(self.used, 4 + 8 * (self.used_idx % self.size), chain.id, written)
         self.used_idx = (self.used_idx + 1) & 0xFFFF
 
     def flush(self) -> bool:
-        """Publish used.idx (after the elements) and return True if the driver should be interrupted."""
         self.used16[1] = self.used_idx
         old, new = self._signalled_used, self.used_idx
         if old == new:
@@ -164,7 +131,14 @@ class SplitVirtqueue:
             return vring_need_event(used_event, new, old)
         return not self.avail16[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
 
-    def set_avail_event(self) -> None:
-        """With EVENT_IDX: ask to be kicked when the driver adds past what we consumed."""
+    def enable_notifications(self) -> None:
         if self.event_idx:
             self.used16[2 + 4 * self.size] = self.last_avail
+        elif self._notify_off:
+            self.used16[0] = 0
+            self._notify_off = False
+
+    def disable_notifications(self) -> None:
+        if not self.event_idx and not self._notify_off:
+            self.used16[0] = VIRTQ_USED_F_NO_NOTIFY
+            self._notify_off = True

@@ -1,0 +1,107 @@
+"""What the transport sees of one enabled virtqueue, whatever its format: the device-side ring interface.
+
+Two implementations sit behind :class:`DeviceRing`: :class:`~vfu_virtio.virtio.split.SplitRing` ("Split
+Virtqueues") and :class:`~vfu_virtio.virtio.packed.PackedRing` ("Packed Virtqueues"); the transport picks one from
+the negotiated VIRTIO_F_RING_PACKED bit and never names the format again. The interface is vm-virtio's queue
+trait in Python:
+
+* :meth:`DeviceRing.pop` walks the next available descriptor chain into a
+  :class:`~vfu_virtio.virtio.chain.DescriptorChain` (bounds-checked; :class:`GuestError` for a broken ring);
+* :meth:`DeviceRing.push` records a used element for a chain (any order: completion may be out of order);
+* :meth:`DeviceRing.flush` publishes what was pushed and says whether the driver wants a used buffer
+  notification (event suppression and VIRTIO_F_EVENT_IDX applied);
+* :meth:`DeviceRing.enable_notifications` / :meth:`DeviceRing.disable_notifications` steer the driver's
+  available buffer notifications; after enabling, the caller re-checks :meth:`DeviceRing.pending` (the race-free
+  sequence of "Available Buffer Notification Suppression").
+
+Every walk over guest data is bounded by something the device chose: a chain visits at most queue-size ring
+descriptors, an indirect table at most ``len/16`` entries (and at most :data:`MAX_INDIRECT_DESCRIPTORS`), nested
+indirect tables are refused, a chain's buffers add up to at most :data:`MAX_CHAIN_BYTES`, and a readable
+descriptor after a writable one is refused. Driver behaviour that breaks a driver requirement but that the device
+can serve safely is accepted and reported through ``note(check, detail)`` (decision TD-INDIRECT: indirect
+descriptors without VIRTIO_F_INDIRECT_DESC).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .chain import DescriptorChain, GuestError
+from .memory import GuestMemory
+
+MAX_CHAIN_BYTES = 1 << 30  # a chain's buffers may not add up to more than 1 GiB
+# An indirect table may hold more entries than the queue size (Linux's virtio_crypto sends 292 for a
+# 64 KiB AF_ALG request on a 256-entry queue); the device still bounds it.
+MAX_INDIRECT_DESCRIPTORS = 4096
+
+#: ``note(check, detail)``: a driver requirement broken in a way the device accepted (see the module docstring).
+Note = Callable[[str, str], None]
+
+
+def _ignore(_check: str, _detail: str) -> None:
+    pass
+
+
+class DeviceRing:
+    """Base of both formats. ``index`` (queue number), ``size`` (entries), ``event_idx`` / ``indirect``
+    (VIRTIO_F_EVENT_IDX / VIRTIO_F_INDIRECT_DESC negotiated), ``addresses`` (the three guest addresses the driver
+    programmed: queue_desc, queue_driver, queue_device)."""
+
+    format = "?"
+
+    def __init__(self, mem: GuestMemory, index: int, size: int, addresses: tuple[int, int, int],
+                 event_idx: bool, indirect: bool, note: Note | None = None):
+        self.mem = mem
+        self.index = index
+        self.size = size
+        self.addresses = addresses
+        self.event_idx = event_idx
+        self.indirect = indirect
+        self.note = note or _ignore
+        self.generation = -1
+
+    def pop(self) -> DescriptorChain | None:
+        """The next available chain, walked and bounds-checked, or None; :class:`GuestError` if the ring is broken."""
+        raise NotImplementedError
+
+    def push(self, chain: DescriptorChain, written: int) -> None:
+        """Record the used element of ``chain`` (``written`` bytes in its device-writable part); published by
+        :meth:`flush`."""
+        raise NotImplementedError
+
+    def flush(self) -> bool:
+        """Publish every pushed used element; True if the driver should get a used buffer notification."""
+        raise NotImplementedError
+
+    def pending(self) -> bool:
+        """True if the driver made a chain available that :meth:`pop` has not taken yet."""
+        raise NotImplementedError
+
+    def enable_notifications(self) -> None:
+        """Ask the driver for available buffer notifications again (with EVENT_IDX: from the next entry on)."""
+        raise NotImplementedError
+
+    def disable_notifications(self) -> None:
+        """Tell the driver that available buffer notifications are not needed (a hint it may ignore)."""
+        raise NotImplementedError
+
+    def _map(self) -> None:
+        """(Re)translate the ring's guest addresses into views; :class:`GuestError` if they are not mapped."""
+        raise NotImplementedError
+
+    def check_memory(self) -> None:
+        """Re-translate the ring if a DMA region was unmapped since; :class:`GuestError` if it is gone."""
+        if self.generation != self.mem.generation:
+            try:
+                self._map()
+            except GuestError as e:
+                raise GuestError(f"queue {self.index}: ring no longer mapped after a DMA unmap: {e}") from None
+
+    def _check_indirect(self, head: int, length: int) -> int:
+        """Validate an indirect descriptor's table ``length`` (bytes); returns the entry count."""
+        if not self.indirect:
+            self.note("indirect-without-feature",
+                      f"queue {self.index}: INDIRECT descriptor without VIRTIO_F_INDIRECT_DESC (accepted, TD-INDIRECT)")
+        if length == 0 or length % 16 or length // 16 > MAX_INDIRECT_DESCRIPTORS:
+            raise GuestError(f"queue {self.index}: indirect table length {length} in chain {head} is not a multiple "
+                             f"of 16 in 16..{16 * MAX_INDIRECT_DESCRIPTORS}")
+        return length // 16
