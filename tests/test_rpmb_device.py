@@ -1,7 +1,7 @@
 """virtio-rpmb device, in-process: chains over bytearrays handed to ``RpmbDevice.handle`` on a real store.
 
-Every result code and the check order of ``shared/spec/rpmb.md`` section 6 (first failing check wins,
-failures leave key, counter and data untouched), the HMAC vectors of section 11, multi-block MACs, nonce
+Every result code and the check order of ``docs/decisions.md`` RAMB-21 (first failing check wins,
+failures leave key, counter and data untouched), HMAC-SHA256 vectors (RAMB-3), multi-block MACs, nonce
 echo, eMMC-style ``block_count`` = 0 requests, replayed and forged writes, counter saturation, malformed
 chains (RAMB-15), RESULT_READ in the same chain and later, and that the key never appears in a response.
 """
@@ -20,7 +20,7 @@ from vfu_virtio.devices.rpmb.tool import RpmbClient
 from vfu_virtio.store import RpmbState, StoreError, open_namespace
 from vfu_virtio.virtio.chain import DescriptorChain
 
-KEY = bytes(range(32))  # the digest's vector key 00..1f
+KEY = bytes(range(32))  # the HMAC vectors' key 00..1f
 OTHER_KEY = bytes(range(32, 64))
 
 

@@ -2,7 +2,7 @@
 
 Owns the socket, message ids, request/reply matching, file descriptor passing (SCM_RIGHTS) and the
 byte layouts of the client-to-server commands of the vfio-user protocol ("vfio-user Protocol
-Specification", /work/shared/spec/published/vfio-user-protocol.rst). It knows nothing of PCI or virtio.
+Specification"). It knows nothing of PCI or virtio.
 
 Every message starts with the 16-byte header (:data:`VFIO_USER_HEADER`)::
 

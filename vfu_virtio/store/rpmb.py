@@ -20,7 +20,7 @@ instead of one per write. A commit that fails rolls every staged change back (th
 counter are reloaded from the database) and raises :class:`StoreError`: none of those requests was
 acknowledged, and the device goes to DEVICE_NEEDS_RESET rather than guess what reached the disk.
 
-Snapshots, restores and migration (RAMB-20, the seed's section 9.1): the state lives in the host-side
+Snapshots, restores and migration (RAMB-20 in ``docs/decisions.md``): the state lives in the host-side
 store, outside any guest snapshot, so restoring a VM snapshot never rolls it back. Restoring an *old copy
 of the store file itself* is caught: after every committed write the counter is also written to the
 namespace's record in ``PATH-guard`` (page cache only, fsynced at close; it may lag by the write in flight

@@ -8,7 +8,7 @@ declared output lengths). Faults raise :class:`CryptoStatus` carrying the
 status byte to answer. The services (``services.py``) never see wire bytes, so a later profile (the v16
 NON_SESSION mux, the ASYM RFC) is another codec class producing the same request values.
 
-Wire rules ("Control Virtqueue", "Data Virtqueue"; project decision 1):
+Wire rules ("Control Virtqueue", "Data Virtqueue"; PD-1 in ``docs/decisions.md``):
 
 * Every integer is little-endian; lengths are in bytes; descriptor boundaries carry no meaning.
 * A request is ``header`` + ``op_flf`` (fixed-length fields) + ``op_vlf`` (variable-length fields,

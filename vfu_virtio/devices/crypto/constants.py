@@ -5,7 +5,7 @@ Source: virtio v1.4 "Crypto Device" (``device-types/crypto/description.tex``): "
 "Data Virtqueue", "Session operation: AKCIPHER session".
 
 Where the Linux uapi header (``include/uapi/linux/virtio_crypto.h``) disagrees with the standard, the
-standard wins (project decision 1 in ``shared/spec/README.md``): Linux numbers ECDSA 3 (after a DSA = 2 that
+standard wins (PD-1 in ``docs/decisions.md``): Linux numbers ECDSA 3 (after a DSA = 2 that
 the standard does not define); the standard numbers ECDSA 2, and so do we.
 """
 

@@ -19,7 +19,7 @@ Outcome of a dataq request: outputs from offset 0 of the writable stream and ``s
 (1 byte status) at ``capacity - 1`` (AMB-3). On success the bytes between the outputs and the status are
 not written: Linux hands over its whole dst scatterlist, whose slack may map the result's page again (a
 kernel self-test does exactly that), so padding would clobber the result. On any status other than OK
-every byte before the status is zeroed (no partial plaintext; crypto.md 10.4 step 7). Used length: the whole
+every byte before the status is zeroed (no partial plaintext; AMB-3). Used length: the whole
 writable stream (``capacity``), as QEMU reports it (AMB-3) -- except a successful AKCIPHER operation,
 whose used length is ``result length + 1`` so the driver learns the result size ("the driver needs to
 check how many bytes the device has written"; QEMU reports ``dst_len + sizeof(inhdr)`` too); VERIFY
@@ -186,7 +186,7 @@ class CryptoDevice(VirtioDevice):
             end = session.run(request.op, writer)
         except CryptoStatus as e:
             self.log.debug("dataq request: %s", e)
-            out = bytearray(capacity)  # a failed request's outputs read as zeros (section 10.4 step 7)
+            out = bytearray(capacity)  # a failed request's outputs read as zeros (AMB-3)
             out[-1] = e.status
             writer.write_at(0, out)
             return capacity

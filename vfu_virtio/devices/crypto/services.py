@@ -8,7 +8,7 @@ the last output byte (0 when there is none). Faults raise :class:`~.errors.Crypt
 is written. A cipher or digest reads its source straight from guest memory, and a cipher writes its result
 straight into it, when the bytes lie in one descriptor (``ChainReader.take``, ``ChainWriter.view``).
 
-Validation ("Session operation: create session" device requirements, crypto.md 10.2/10.5):
+Validation ("Session operation: create session" device requirements; ``docs/decisions.md``):
 
 * algorithm not in this module's tables (or not working in the installed OpenSSL) -> NOTSUPP;
 * key length illegal for the algorithm, ``op`` not ENCRYPT/DECRYPT, ``hash_result_len``/``tag_len`` out of
@@ -19,7 +19,7 @@ Semantics decided where the standard is silent:
 
 * CIPHER: one request = one complete operation with the request's IV; nothing (IV, counter, ARC4
   keystream) carries over between requests (AMB-16). Exactly ``src_data_len`` bytes are produced at
-  ``dst_data`` offset 0, the rest of ``dst_data`` is zero (AMB-15). ECB/CBC need block-multiple input.
+  ``dst_data`` offset 0, the rest of ``dst_data`` is not written (AMB-15). ECB/CBC need block-multiple input.
   DES keys (8 bytes) and two-key 3DES keys (16 bytes) are expanded to the equivalent three-key EDE key
   (K1K1K1, K1K2K1), which is how DES and keying option 2 are defined.
 * HASH/MAC: ``hash_result`` = the first ``hash_result_len`` bytes of the digest (truncation allowed,

@@ -1,8 +1,8 @@
 """The virtio-rpmb device personality (virtio device id 28, one requestq, no feature bits).
 
 Behaviour: virtio v1.4 "RPMB Device" as merged (multi-block reads: ``1 <= block_count <= max_rd_cnt``,
-"Device Operation: Data Read"), with the project digest's check order and decisions
-(``shared/spec/rpmb.md`` section 6, RAMB-*). First failing check wins:
+"Device Operation: Data Read"), with the project's check order and decisions
+(``docs/decisions.md``: RAMB-21 and the other RAMB-*). First failing check wins:
 
 * PROGRAM_KEY (6.1): ``block_count`` not 0/1 -> GENERAL_FAILURE (0x0001); key already programmed ->
   WRITE_FAILURE (0x0005, RAMB-9); store fails -> WRITE_FAILURE; else OK, key durable before
@@ -27,7 +27,7 @@ Behaviour: virtio v1.4 "RPMB Device" as merged (multi-block reads: ``1 <= block_
 * Malformed chains (6.6, RAMB-15): one GENERAL_FAILURE frame (req_resp of the recognised request or 0)
   if there is room, else used length 0; nothing changes.
 
-eMMC-style clients (project decision 3, ``shared/spec/README.md``): OP-TEE and mmc-utils leave
+eMMC-style clients (PD-3, ``docs/decisions.md``): OP-TEE and mmc-utils leave
 ``block_count`` = 0 in PROGRAM_KEY, GET_WRITE_COUNTER, DATA_READ and RESULT_READ request frames (on eMMC
 the count travels in CMD23). Like QEMU's eMMC RPMB, the device then takes the count from the chain: one
 frame for the single-frame requests, the number of whole writable frames for DATA_READ (which is also the

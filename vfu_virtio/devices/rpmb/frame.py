@@ -1,7 +1,7 @@
 """The virtio-rpmb wire format: constants, ``struct virtio_rpmb_config``, ``struct virtio_rpmb_frame``, MACs.
 
 Source: virtio v1.4 "RPMB Device" ("Device configuration layout", "Device Operation", "Device Operation:
-Request Queue") and the project digest ``shared/spec/rpmb.md`` sections 2-4. Frame fields are big-endian
+Request Queue") and ``docs/decisions.md`` (RAMB-3, RAMB-24). Frame fields are big-endian
 (RAMB-24); the configuration is three bytes.
 
 MAC ("Device Operation: Request Queue", field ``key_mac``; RAMB-3): HMAC-SHA256 with the 32-byte

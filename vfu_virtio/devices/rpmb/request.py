@@ -1,6 +1,6 @@
 """One requestq chain's readable bytes -> one RPMB request value (parsing only; no state is touched).
 
-Buffer mapping (digest section 5, RAMB-4; "Device Operation: Request Queue", field ``block_count``): one
+Buffer mapping (RAMB-4; "Device Operation: Request Queue", field ``block_count``): one
 chain is one operation; its device-readable part is whole 512-byte frames back to back (descriptor
 boundaries do not matter), its device-writable part room for whole response frames:
 

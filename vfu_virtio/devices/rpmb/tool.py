@@ -3,7 +3,7 @@
 :class:`RpmbClient` speaks to any ``request(out_bufs, in_sizes) -> (used_len, in_bufs)`` callable: the
 project's virtio-pci driver (:meth:`RpmbClient.connect`, ``vfu_virtio.client.VirtioPciDriver`` queue 0)
 for ``vfu-virtio rpmb-client``, the end-to-end tests and the benchmark, or a device in-process for unit
-tests. Each frame travels in its own buffer (digest section 5, RPMB-D1: frames are never packed);
+tests. Each frame travels in its own buffer (RAMB-4, RPMB-D1: frames are never packed);
 PROGRAM_KEY and DATA_WRITE put RESULT_READ in the same chain. Responses are checked as a TEE would:
 response type, echoed nonce (fresh 16 random bytes per read and counter read) and the MAC over all
 response frames (:func:`vfu_virtio.devices.rpmb.frame.verify`, constant time); a mismatch raises
