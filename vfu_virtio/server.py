@@ -1,39 +1,34 @@
-"""The device server: one virtio-pci function on a vfio-user socket, and the loop that runs it.
+"""The device server: one virtio-pci function on a vfio-user socket, and the event loop that runs it.
 
-:class:`DeviceServer` builds the PCI function with libvfio-user (ids, class, revision, the capability
-chain and BARs of :mod:`vfu_virtio.pci.layout`, MSI-X with one vector per queue plus config, DMA
-callbacks) around a :class:`~vfu_virtio.virtio.transport.VirtioPciTransport`, then runs the event loop:
-one thread owns every libvfio-user call; non-blocking attach; ``poll`` on ``vfu_get_poll_fd`` and a
-wake-up pipe; after each vfio-user message the notified virtqueues are processed; when the client
-goes away the device is reset and the server waits for the next client. SIGINT/SIGTERM stop it
-cleanly and the socket file is removed.
+:class:`DeviceServer` connects libvfio-user to the transport and nothing more: every config space access
+(``VFU_REGION_FLAG_ALWAYS_CB``: libvfio-user keeps no header logic of its own), BAR0 and BAR2 accesses go to the
+transport's :class:`~vfu_virtio.pci.function.PciFunction`; interrupts leave through ``vfu_irq_trigger``; the
+client's INTx mask/unmask, DMA regions and resets come back in. Then it runs the event loop: one thread owns every
+libvfio-user call; non-blocking attach; ``poll`` on ``vfu_get_poll_fd`` and a wake-up pipe (written by device
+threads that completed a request, and by :meth:`DeviceServer.stop`); after each vfio-user message the notified
+virtqueues are processed and completed requests published; when the client goes away the device is reset (after
+its in-flight requests finished) and the server waits for the next client. SIGINT/SIGTERM stop it cleanly and the
+socket file is removed.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
 import signal
-import struct
 import threading
 
+from .abi.virtio import VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_VENDOR_ID
 from .libvfio_user import VfuContext
 from .libvfio_user import _lib as L
-from .pci import capabilities as caps
 from .pci import layout
-from .abi.virtio import (VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
-                               VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_DEVICE_ID_BASE,
-                               VIRTIO_PCI_VENDOR_ID)
 from .virtio.device import VirtioDevice
 from .virtio.memory import GuestMemory
 from .virtio.transport import VirtioPciTransport
 
 log = logging.getLogger("vfu_virtio.server")
 
-PCI_SUBSYSTEM_ID = 0x1100  # "PCI Device Discovery": non-transitional devices use 0x40 or higher
-PCI_REVISION_ID_OFFSET = 0x08
 # libvfio-user's blocking receives (the version negotiation after accept, a message body after its
 # header) are interrupted after this long by SIGALRM, so a client that goes silent mid-message cannot
 # hang the device (main thread only: that is where the signal lands).
@@ -43,103 +38,54 @@ CLIENT_RECEIVE_TIMEOUT_S = 5.0
 class DeviceServer:
     """Serve ``device`` on ``socket_path`` until :meth:`stop` (or SIGINT/SIGTERM in :meth:`serve_forever`).
 
-    Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (the message names
-    the path and errno) and ``LibraryNotFound`` if libvfio-user is missing or not the pinned revision.
+    ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`) and ``pci_class`` go to the transport.
+    Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (the message names the path
+    and errno), ``LibraryNotFound`` if libvfio-user is missing or not the pinned revision, and ValueError for a
+    device that does not fit the PCI layout.
     """
 
-    def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO):
+    def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO, rings: str = "any",
+                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS):
         self.device = device
         self.socket_path = socket_path
         self.memory = GuestMemory()
-        self.ctx = VfuContext(socket_path, log_level)
-        self.transport = VirtioPciTransport(device, self.memory, self._interrupt, self._wake)
+        self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class)
         self._stop = threading.Event()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.clients = 0
         self._alarm = False
-        self._build()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.ctx = VfuContext(socket_path, log_level)
+            self._build()
+        except BaseException:
+            if getattr(self, "ctx", None) is not None:
+                self.ctx.destroy()
+            self._close_pipe()
+            raise
 
-    # ---- the PCI function -----------------------------------------------------------------------
+    # ---- libvfio-user <-> the transport ---------------------------------------------------------------
     def _build(self) -> None:
-        ctx, dev = self.ctx, self.device
-        ctx.pci_init(VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_DEVICE_ID_BASE + dev.device_id,
-                     VIRTIO_PCI_VENDOR_ID, PCI_SUBSYSTEM_ID, layout.PCI_CLASS_OTHERS)
-        self.cfg = ctx.config_space()
-        self.cfg[PCI_REVISION_ID_OFFSET] = bytes([layout.PCI_REVISION])  # modern-only device: revision >= 1
-        cfg_len = len(dev.config_space())
-        if cfg_len > layout.DEVICE_CFG_MAX:
-            raise ValueError(f"device config of {cfg_len} bytes exceeds the {layout.DEVICE_CFG_MAX}-byte window")
-        # the config space callback must exist before a VFU_CAP_FLAG_CALLBACK capability is added
-        ctx.setup_region(L.VFU_PCI_DEV_CFG_REGION_IDX, L.PCI_CFG_SPACE_SIZE, self._config_access, L.VFU_REGION_FLAG_RW)
-        B = layout.VIRTIO_BAR
-        ctx.add_capability(caps.virtio_cap(VIRTIO_PCI_CAP_COMMON_CFG, B, layout.COMMON_CFG_OFFSET,
-                                           layout.COMMON_CFG_LENGTH), layout.CAP_COMMON, L.VFU_CAP_FLAG_READONLY)
-        ctx.add_capability(caps.notify_cap(B, layout.NOTIFY_OFFSET,
-                                           dev.num_queues * layout.NOTIFY_OFF_MULTIPLIER,
-                                           layout.NOTIFY_OFF_MULTIPLIER), layout.CAP_NOTIFY, L.VFU_CAP_FLAG_READONLY)
-        ctx.add_capability(caps.virtio_cap(VIRTIO_PCI_CAP_ISR_CFG, B, layout.ISR_OFFSET, layout.ISR_LENGTH),
-                           layout.CAP_ISR, L.VFU_CAP_FLAG_READONLY)
-        ctx.add_capability(caps.virtio_cap(VIRTIO_PCI_CAP_DEVICE_CFG, B, layout.DEVICE_CFG_OFFSET,
-                                           max(cfg_len, 1)), layout.CAP_DEVICE, L.VFU_CAP_FLAG_READONLY)
-        ctx.add_capability(caps.pci_cfg_cap(), layout.CAP_PCI_CFG, L.VFU_CAP_FLAG_CALLBACK)
-        ctx.add_capability(caps.msix_cap(self.transport.num_vectors, layout.MSIX_BAR, layout.MSIX_TABLE_OFFSET,
-                                         layout.MSIX_BAR, layout.MSIX_PBA_OFFSET), layout.CAP_MSIX)
+        ctx, fn = self.ctx, self.transport.function
+        ctx.pci_init(VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_DEVICE_ID_BASE + self.device.device_id, VIRTIO_PCI_VENDOR_ID,
+                     0, fn.identity.class_code)  # placeholders: every config space read is served by ``fn``
+        ctx.setup_region(L.VFU_PCI_DEV_CFG_REGION_IDX, L.PCI_CFG_SPACE_SIZE, fn.config_access,
+                         L.VFU_REGION_FLAG_RW | L.VFU_REGION_FLAG_ALWAYS_CB)
         mem_rw = L.VFU_REGION_FLAG_RW | L.VFU_REGION_FLAG_MEM
-        ctx.setup_region(layout.VIRTIO_BAR, layout.VIRTIO_BAR_SIZE, self.transport.bar0_access, mem_rw)
-        ctx.setup_region(layout.MSIX_BAR, layout.MSIX_BAR_SIZE, self.transport.msix_access, mem_rw)
+        for bar, size in ((layout.VIRTIO_BAR, layout.VIRTIO_BAR_SIZE), (layout.MSIX_BAR, layout.MSIX_BAR_SIZE)):
+            ctx.setup_region(bar, size, lambda off, n, data, bar=bar: fn.bar_access(bar, off, n, data), mem_rw)
         ctx.setup_irqs(L.VFU_DEV_INTX_IRQ, 1)
         ctx.setup_irqs(L.VFU_DEV_MSIX_IRQ, self.transport.num_vectors)
+        ctx.setup_irq_state(L.VFU_DEV_INTX_IRQ, lambda _start, _count, masked: fn.intx_client_mask(masked))
         ctx.setup_dma(self._dma_map, self._dma_unmap)
         ctx.setup_reset(self._reset)
         ctx.realize()
 
-    def _config_access(self, offset: int, size: int, data: bytes | None) -> bytes | None:
-        """Config space outside what libvfio-user handles itself: the PCI configuration access capability.
+    # IrqSink of the transport's PCI function
+    def trigger_msix(self, vector: int) -> None:
+        self.ctx.irq_trigger(vector)
 
-        ``struct virtio_pci_cfg_cap`` ("PCI configuration access capability"): the driver writes bar,
-        offset and length, then reads or writes ``pci_cfg_data`` to access that BAR window.
-        """
-        base = layout.CAP_PCI_CFG
-        rel = offset - base
-        if not 0 <= rel < caps.VIRTIO_PCI_CFG_CAP.size:
-            if data is None:
-                return bytes(self.cfg[offset:offset + size])
-            log.debug("write of %d bytes to config space offset %#x ignored", size, offset)
-            return None
-        if data is not None and rel >= caps.CFG_CAP_DATA:
-            self._cfg_window(data)
-            return None
-        if data is not None:
-            if rel < caps.CFG_CAP_BAR:
-                raise PermissionError(errno.EPERM, "capability header is read-only")
-            self.cfg[offset:offset + size] = data
-            return None
-        if rel + size > caps.CFG_CAP_DATA:
-            window = self._cfg_window(None) or b""
-            self.cfg[base + caps.CFG_CAP_DATA:base + caps.CFG_CAP_DATA + len(window)] = window
-        return bytes(self.cfg[offset:offset + size])
-
-    def _cfg_window(self, data: bytes | None) -> bytes | None:
-        base = layout.CAP_PCI_CFG
-        bar = self.cfg[base + caps.CFG_CAP_BAR][0]
-        off, length = struct.unpack_from("<II", bytes(self.cfg[base + caps.CFG_CAP_OFFSET:base + 16]))
-        if bar != layout.VIRTIO_BAR or length not in (1, 2, 4) or off % length or off + length > layout.VIRTIO_BAR_SIZE:
-            log.debug("PCI cfg access window bar=%d offset=%#x length=%d not served (BAR0, 1/2/4 bytes, aligned)",
-                      bar, off, length)
-            return None
-        if data is None:
-            return self.transport.bar0_access(off, length, None)
-        self.transport.bar0_access(off, length, bytes(data[:length]))
-        self._after_message()
-        return None
-
-    def _interrupt(self, vector: int) -> None:
-        """MSI-X vector ``vector`` if the driver enabled MSI-X (Message Control bit 15), else INTx."""
-        if self.cfg[layout.CAP_MSIX + 3][0] & 0x80:
-            if vector != VIRTIO_MSI_NO_VECTOR:
-                self.ctx.irq_trigger(vector)
-        else:
-            self.ctx.irq_trigger(0)
+    def trigger_intx(self) -> None:
+        self.ctx.irq_trigger(0)
 
     def _dma_map(self, iova: int, length: int, vaddr: int | None, prot: int) -> None:
         log.debug("DMA region mapped: iova=%#x len=%#x vaddr=%s prot=%d", iova, length,
@@ -157,6 +103,14 @@ class DeviceServer:
         what = {L.VFU_RESET_DEVICE: "vfio-user device reset", L.VFU_RESET_LOST_CONN: "client connection lost"}
         log.info("%s: resetting the device", what.get(kind, f"reset type {kind}"))
         self.transport.reset()
+        self.transport.function.reset()
+
+    def _wake(self) -> None:
+        """A request completed on another thread: bring the loop round to publish it (thread-safe)."""
+        try:
+            os.write(self._wake_w, b"c")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _after_message(self) -> None:
@@ -202,6 +156,7 @@ class DeviceServer:
                 log.info("client %d attached", self.clients)
                 self._serve_client()
                 self.transport.reset()  # waits for in-flight requests before the memory goes
+                self.transport.function.reset()
                 self.memory.clear()
                 if max_clients is not None and self.clients >= max_clients:
                     log.info("client %d gone; device reset; exiting after %d client(s)", self.clients, max_clients)
@@ -271,6 +226,9 @@ class DeviceServer:
         self.memory.clear()
         self.ctx.destroy()
         self.device.close()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

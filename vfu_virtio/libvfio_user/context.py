@@ -158,6 +158,18 @@ class VfuContext:
     def setup_irqs(self, kind: int, count: int) -> None:
         _check(self.lib.vfu_setup_device_nr_irqs(self.ctx, kind, count), "vfu_setup_device_nr_irqs")
 
+    def setup_irq_state(self, kind: int, on_state: Callable[[int, int, bool], None]) -> None:
+        """``on_state(start, count, masked)`` when the client masks or unmasks interrupts of type ``kind``
+        (VFIO_USER_DEVICE_SET_IRQS with ACTION_MASK / ACTION_UNMASK)."""
+        @L.vfu_dev_irq_state_cb_t
+        def _state(_ctx, start, count, mask):
+            try:
+                on_state(start, count, bool(mask))
+            except Exception as exc:  # noqa: BLE001 - never unwind through C
+                log.error("IRQ state callback failed: %s", exc, exc_info=True)
+        self._keep.append(_state)
+        _check(self.lib.vfu_setup_irq_state_callback(self.ctx, kind, _state), "vfu_setup_irq_state_callback")
+
     # ---- running -----------------------------------------------------------------------------
     def realize(self) -> None:
         _check(self.lib.vfu_realize_ctx(self.ctx), "vfu_realize_ctx")

@@ -1,13 +1,18 @@
-"""The virtio-pci modern transport, device side ("Virtio Over PCI Bus").
+"""The virtio-pci modern transport, device side ("Virtio Over PCI Bus"): the whole PCI function of one device.
 
-Owns the registers of BAR0 (common configuration, ISR status, device-specific configuration,
-notifications) and the MSI-X table/PBA of BAR2 (layout: :mod:`vfu_virtio.pci.layout`), the
-device_status state machine, feature negotiation, and the virtqueues of one
-:class:`~vfu_virtio.virtio.device.VirtioDevice`: each enabled queue is a
-:class:`~vfu_virtio.virtio.ring.DeviceRing` (split or packed, by the negotiated VIRTIO_F_RING_PACKED) plus an
-:class:`~vfu_virtio.virtio.inflight.Inflight` of the requests the device holds. It knows nothing of vfio-user:
-the server hands it region accesses, gives it an ``irq`` callable that signals an MSI-X vector and a ``wake``
-callable that brings the event loop round when a request completes on another thread.
+Owns the :class:`~vfu_virtio.pci.function.PciFunction` (config space, capability chain, BAR map, PCI
+configuration access window, MSI-X table/PBA, INTx; built here from :mod:`vfu_virtio.pci.layout`), the registers
+of BAR0 (common configuration, ISR status, device-specific configuration, notifications), the device_status state
+machine, feature negotiation, and the virtqueues of one :class:`~vfu_virtio.virtio.device.VirtioDevice`: each
+enabled queue is a :class:`~vfu_virtio.virtio.ring.DeviceRing` (split or packed, by the negotiated
+VIRTIO_F_RING_PACKED) plus an :class:`~vfu_virtio.virtio.inflight.Inflight` of the requests the device holds. It
+knows nothing of vfio-user: the server hands it config space and BAR accesses (:attr:`VirtioPciTransport.function`),
+an :class:`~vfu_virtio.pci.function.IrqSink` for interrupts and a ``wake`` callable that brings the event loop round
+when a request completes on another thread.
+
+Interrupts ("Used Buffer Notifications", "Notification of Device Configuration Changes"): with MSI-X enabled, the
+queue's or the configuration vector; otherwise INTx, asserted while the ISR status byte is non-zero (reading it
+clears it and deasserts the line).
 
 Rules implemented (virtio v1.4):
 - feature words: ``device_feature_select`` >= 2 reads 0; driver feature words >= 2 must be written 0;
@@ -38,10 +43,14 @@ from typing import Callable
 
 from vfu_virtio.abi.virtio import (COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_F_EVENT_IDX,
                                    VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
-                                   VIRTIO_F_VERSION_1, VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_ISR_CONFIG,
-                                   VIRTIO_PCI_ISR_QUEUE, bit)
+                                   VIRTIO_F_VERSION_1, VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_CAP_COMMON_CFG,
+                                   VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_DEVICE_ID_BASE,
+                                   VIRTIO_PCI_ISR_CONFIG, VIRTIO_PCI_ISR_QUEUE, VIRTIO_PCI_VENDOR_ID, bit)
 
+from ..pci import capabilities as caps
 from ..pci import layout
+from ..pci.function import Bar, IrqSink, PciCfgWindow, PciFunction, PciIdentity
+from ..pci.msix import MsixLayout
 from .chain import GuestError
 from .device import VirtioDevice
 from .inflight import Inflight
@@ -59,6 +68,7 @@ TRANSPORT_FEATURES = (bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bi
 RING_CHOICES = ("any", "split", "packed")
 #: After this long waiting for in-flight requests, one warning line; the wait goes on (they always finish).
 QUIESCE_WARN_S = 2.0
+PCI_SUBSYSTEM_ID = 0x1100  # "PCI Device Discovery": non-transitional devices use 0x40 or higher
 
 _FIELD_AT = sorted((off, w, name) for name, (off, w) in COMMON_CFG.items())
 _UINT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
@@ -89,21 +99,22 @@ class QueueState:
 class VirtioPciTransport:
     """Register-level model of one virtio-pci function.
 
-    ``irq(vector)`` signals an interrupt: the MSI-X ``vector`` when MSI-X is enabled (nothing for
-    VIRTIO_MSI_NO_VECTOR), otherwise INTx with the ISR status bits set here ("Used Buffer Notifications").
-    ``wake()`` is called from any thread when a request completed asynchronously. ``rings``: one of
-    :data:`RING_CHOICES`. Region handlers: :meth:`bar0_access`, :meth:`msix_access`; queue work:
+    ``irq`` receives MSI-X vectors and INTx edges from :attr:`function`. ``wake()`` is called from any thread when
+    a request completed asynchronously. ``rings``: one of :data:`RING_CHOICES`. ``pci_class``: (base, sub,
+    prog-if) of the function. Accesses: ``function.config_access`` for config space and
+    ``function.bar_access(bar, ...)`` for BAR0 (these registers) and BAR2 (MSI-X); queue work:
     :meth:`process_pending`, :meth:`publish_completions`. ``notes`` counts driver requirements broken in ways
-    the device accepted (check id -> count; the first of each kind is logged).
+    the device accepted (check id -> count; the first of each kind is logged). Raises ValueError when the device
+    does not fit the layout (too many queues for the MSI-X table, device config larger than its window).
     """
 
-    def __init__(self, device: VirtioDevice, memory: GuestMemory, irq: Callable[[int], bool],
-                 wake: Callable[[], None] = lambda: None, rings: str = "any"):
+    def __init__(self, device: VirtioDevice, memory: GuestMemory, irq: IrqSink,
+                 wake: Callable[[], None] = lambda: None, rings: str = "any",
+                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS):
         if rings not in RING_CHOICES:
             raise ValueError(f"rings {rings!r}: expected one of {', '.join(RING_CHOICES)}")
         self.device = device
         self.memory = memory
-        self.irq = irq
         self.rings = rings
         self.num_queues = device.num_queues
         self.num_vectors = self.num_queues + 1
@@ -115,14 +126,45 @@ class VirtioPciTransport:
             offered &= ~bit(VIRTIO_F_RING_PACKED)
         self.device_features = offered
         self.queues = [QueueState(i, device.queue_size_max, wake) for i in range(self.num_queues)]
-        self.msix_table = bytearray(layout.MSIX_ENTRY_SIZE * self.num_vectors)
         self.pending: set[int] = set()
         self.notes: dict[str, int] = {}
         self.config_generation = 0
         self._config_snapshot = device.config_space()
+        if len(self._config_snapshot) > layout.DEVICE_CFG_MAX:
+            raise ValueError(f"device config of {len(self._config_snapshot)} bytes exceeds the "
+                             f"{layout.DEVICE_CFG_MAX}-byte window")
+        self.function = self._build_function(irq, pci_class)
         device.notify_config_change = self.config_changed
         self._lock = threading.Lock()  # config_changed may come from a device thread
         self.reset()
+
+    def _build_function(self, irq: IrqSink, pci_class: tuple[int, int, int]) -> PciFunction:
+        """The PCI function of :mod:`vfu_virtio.pci.layout`: ids from the virtio device id ("PCI Device
+        Discovery"), the virtio structure capabilities, the configuration access window, MSI-X with one vector
+        per queue plus one for configuration changes."""
+        L = layout
+        identity = PciIdentity(VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_DEVICE_ID_BASE + self.device.device_id,
+                               VIRTIO_PCI_VENDOR_ID, PCI_SUBSYSTEM_ID, pci_class, L.PCI_REVISION)
+        capabilities = [
+            caps.virtio_cap(VIRTIO_PCI_CAP_COMMON_CFG, L.VIRTIO_BAR, L.COMMON_CFG_OFFSET, L.COMMON_CFG_LENGTH),
+            caps.notify_cap(L.VIRTIO_BAR, L.NOTIFY_OFFSET, self.num_queues * L.NOTIFY_OFF_MULTIPLIER,
+                            L.NOTIFY_OFF_MULTIPLIER),
+            caps.virtio_cap(VIRTIO_PCI_CAP_ISR_CFG, L.VIRTIO_BAR, L.ISR_OFFSET, L.ISR_LENGTH),
+            caps.virtio_cap(VIRTIO_PCI_CAP_DEVICE_CFG, L.VIRTIO_BAR, L.DEVICE_CFG_OFFSET,
+                            max(len(self._config_snapshot), 1)),
+            PciCfgWindow(),
+        ]
+        bars = [Bar(L.VIRTIO_BAR, L.VIRTIO_BAR_SIZE, self.bar0_access), Bar(L.MSIX_BAR, L.MSIX_BAR_SIZE, None)]
+        msix = MsixLayout(self.num_vectors, L.MSIX_BAR, L.MSIX_TABLE_OFFSET, L.MSIX_PBA_OFFSET)
+        return PciFunction(identity, bars, capabilities, msix, irq)
+
+    def _signal(self, vector: int) -> None:
+        """Interrupt the driver: MSI-X ``vector`` if MSI-X is enabled, else INTx (level: the ISR is non-zero)."""
+        fn = self.function
+        if fn.msix_enabled:
+            fn.signal_msix(vector)
+        else:
+            fn.set_intx(self.isr != 0)
 
     # ---- state ---------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -134,6 +176,7 @@ class VirtioPciTransport:
             q.reset()
         self.status = 0
         self.isr = 0
+        self.function.set_intx(False)
         self.device_feature_select = 0
         self.driver_feature_select = 0
         self.driver_features = 0
@@ -181,7 +224,7 @@ class VirtioPciTransport:
 
     def _config_interrupt(self) -> None:
         self.isr |= VIRTIO_PCI_ISR_CONFIG
-        self.irq(self.msix_config)
+        self._signal(self.msix_config)
 
     def needs_reset(self, why: str) -> None:
         """Guest error or failed device: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the
@@ -369,7 +412,8 @@ class VirtioPciTransport:
             return None
         if L.ISR_OFFSET <= offset < L.ISR_OFFSET + L.ISR_LENGTH:
             if data is None:
-                value, self.isr = self.isr, 0  # reading ISR status clears it
+                value, self.isr = self.isr, 0  # reading ISR status clears it (and deasserts INTx)
+                self.function.set_intx(False)
                 return bytes([value]).ljust(size, b"\0")
             return None
         if L.DEVICE_CFG_OFFSET <= offset < L.DEVICE_CFG_OFFSET + L.DEVICE_CFG_MAX:
@@ -395,22 +439,6 @@ class VirtioPciTransport:
             return
         if self.queues[queue].ring is not None:
             self.pending.add(queue)
-
-    # ---- MSI-X table / PBA (BAR2) -------------------------------------------------------------
-    def msix_access(self, offset: int, size: int, data: bytes | None) -> bytes | None:
-        """BAR2: the MSI-X table (kept for clients that program it through the BAR) and the PBA.
-
-        The PBA reads as zeros: vectors are delivered through the client's eventfds, never held pending.
-        """
-        end = len(self.msix_table)
-        if offset + size <= end:
-            if data is None:
-                return bytes(self.msix_table[offset:offset + size])
-            self.msix_table[offset:offset + size] = data
-            return None
-        if data is None:
-            return b"\0" * size
-        return None
 
     # ---- queue processing ---------------------------------------------------------------------
     def process_pending(self, budget: int = 32) -> None:
@@ -501,4 +529,4 @@ class VirtioPciTransport:
             return
         if notify:
             self.isr |= VIRTIO_PCI_ISR_QUEUE
-            self.irq(q.msix_vector)
+            self._signal(q.msix_vector)
