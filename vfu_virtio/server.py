@@ -47,8 +47,10 @@ class DeviceServer:
     the path and errno) and ``LibraryNotFound`` if libvfio-user is missing or not the pinned revision.
     """
 
-    def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO):
+    def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO,
+                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS):
         self.device = device
+        self.pci_class = pci_class  # (base class, subclass, programming interface)
         self.socket_path = socket_path
         self.memory = GuestMemory()
         self.ctx = VfuContext(socket_path, log_level)
@@ -63,7 +65,7 @@ class DeviceServer:
     def _build(self) -> None:
         ctx, dev = self.ctx, self.device
         ctx.pci_init(VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_DEVICE_ID_BASE + dev.device_id,
-                     VIRTIO_PCI_VENDOR_ID, PCI_SUBSYSTEM_ID, layout.PCI_CLASS_OTHERS)
+                     VIRTIO_PCI_VENDOR_ID, PCI_SUBSYSTEM_ID, self.pci_class)
         self.cfg = ctx.config_space()
         self.cfg[PCI_REVISION_ID_OFFSET] = bytes([layout.PCI_REVISION])  # modern-only device: revision >= 1
         cfg_len = len(dev.config_space())
