@@ -27,6 +27,15 @@ SERVER_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.g
               "VFU_VIRTIO_DEVICES": TEST_KINDS}
 
 
+def gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists any more (a child that was reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 @pytest.fixture
 def serve(tmp_path):
     """Factory: ``serve("crypto", "--queues", "2")`` -> a ready :class:`~vfu_virtio.client.spawn.Server`

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gone
 from vfu_virtio.client.spawn import ServerFailed, ServerGroup
 from vfu_virtio.devices.registry import kinds
 from vfu_virtio.qemu import initramfs
@@ -22,14 +23,6 @@ from vfu_virtio.qemu.kit import KitMissing
 from vfu_virtio.qemu.machine import QemuBuiltinCrypto, VfioUser, boot
 from vfu_virtio.qemu.report import parse
 from vfu_virtio.qemu.scenario import CryptoPlan, guest_kinds, pattern, run_guest
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_newc_archive_reads_back_with_cpio(tmp_path):

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 from typing import Iterable
 
@@ -143,6 +144,9 @@ def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool) -> None
     except (VfuError, LibraryNotFound, ValueError) as e:
         device.close()
         raise click.ClickException(str(e)) from e
+    # a supervisor may stop the server as soon as it is ready, before serve_forever installs its own handlers
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, _f: (log.info("%s: shutting down", signal.Signals(s).name), server.stop()))
     if obj["ready_fd"] is not None:
         _signal_ready(obj["ready_fd"])
     server.serve_forever(max_clients=1 if once else None)
