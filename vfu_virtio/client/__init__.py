@@ -5,8 +5,11 @@ Layers, each usable alone:
 - :mod:`.memory` — :class:`GuestMemory`: shared memfd guest memory and its address allocator.
 - :mod:`.virtqueue` — :class:`Virtqueue`: the driver side of a split virtqueue in that memory.
 - :mod:`.virtio_pci` — :class:`VirtioPciDriver`: discovery, feature negotiation, queues, MSI-X.
+- :mod:`.rpmb` — ``RpmbClient``: RPMB requests and response checks over a driver queue.
+- :mod:`.spawn` — ``Server``/``ServerGroup``: ``vfu-virtio`` server processes with a readiness signal.
 
-Imports only shared constants from :mod:`vfu_virtio.virtio.constants`; nothing of the device side.
+Imports only shared constants from :mod:`vfu_virtio.virtio.constants` and :mod:`vfu_virtio.abi`; nothing of
+the device side.
 """
 from .memory import GuestMemory, GuestMemoryError, GuestMemoryFull
 from .vfio_user import (DeviceInfo, IrqInfo, RegionInfo, VfioUserClient, VfioUserDisconnected, VfioUserError,

@@ -186,8 +186,8 @@ def load(names: tuple[str, ...]) -> dict[str, DeviceKind]:
 
 
 def kinds() -> dict[str, DeviceKind]:
-    """Every registered kind: :func:`load` of :func:`modules` (cached per module list)."""
-    return load(modules())
+    """Every registered kind: :func:`load` of :func:`modules` (loaded once per module list; a new dict)."""
+    return dict(load(modules()))
 
 
 def settle(kind: DeviceKind, stored: Mapping[str, object], given: Mapping[str, Value | None],
