@@ -83,14 +83,14 @@ def test_crypto_keeps_stored_settings(serve):
     assert crypto_queues(serve("crypto", name="fourth")) == 2
 
 
-def test_rpmb_keeps_stored_settings_and_its_fixed_capacity(serve):
+def test_rpmb_keeps_stored_settings_and_its_fixed_capacity(serve, tmp_path):
     first = serve("rpmb", "--capacity", "2", "--max-wr-cnt", "4", name="first")
     assert first.stop() == 0
     second = serve("rpmb", "--max-rd-cnt", "0", name="second")
     with RpmbClient.connect(second.socket) as c:
         assert c.config() == (2, 4, 0)
     assert second.stop() == 0
-    r = run_cli("rpmb", "--socket", str(TOP / "never.sock"), "--state", second.state, "--capacity", "3")
+    r = run_cli("rpmb", "--socket", str(tmp_path / "never.sock"), "--state", second.state, "--capacity", "3")
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("Error: state store ") and "has capacity 2 (x 128 KiB); it cannot become 3" in r.stderr
     third = serve("rpmb", "--capacity", "2", name="third")  # the stored value itself is fine
@@ -99,19 +99,19 @@ def test_rpmb_keeps_stored_settings_and_its_fixed_capacity(serve):
 
 
 def test_qemu_cmdline_quotes_for_the_shell_and_checks_the_size():
-    path = "/tmp/it's a socket"
+    path = "run/it's a socket"
     r = run_cli("qemu-cmdline", "--socket", path, "--memory", "2G")
     assert r.returncode == 0, r.stderr
     words = shlex.split(r.stdout)
     assert words[:6] == ["-object", "memory-backend-memfd,id=mem,size=2G,share=on", "-machine",
                          "q35,memory-backend=mem", "-m", "2G"]
-    assert words[6:] == ["-device", '{"driver": "vfio-user-pci", "socket": {"path": "/tmp/it\'s a socket", '
+    assert words[6:] == ["-device", '{"driver": "vfio-user-pci", "socket": {"path": "run/it\'s a socket", '
                                     '"type": "unix"}}']
     for bad in ("512", "2X", "-1G", "0M", "1.G", "512M;reboot"):
-        r = run_cli("qemu-cmdline", "--socket", "/tmp/a.sock", "--memory", bad)
+        r = run_cli("qemu-cmdline", "--socket", "a.sock", "--memory", bad)
         assert r.returncode == 2 and f"'{bad}' is not a QEMU size such as 512M or 2G" in r.stderr, (bad, r.stderr)
     for good in ("1.5G", "4096k", "512M"):
-        assert run_cli("qemu-cmdline", "--socket", "/tmp/a.sock", "--memory", good).returncode == 0, good
+        assert run_cli("qemu-cmdline", "--socket", "a.sock", "--memory", good).returncode == 0, good
 
 
 def test_ready_fd_must_be_open():

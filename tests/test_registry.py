@@ -72,6 +72,7 @@ def _kind(**changes) -> DeviceKind:
     lambda: _kind(pci_class=(0x100, 0, 0)),
     lambda: _kind(summary="two\nlines"),
     lambda: _kind(options=(Option("--a", "a", "A.", 1, range=(0, 1)), Option("--a", "b", "B.", 1, range=(0, 1)))),
+    lambda: _kind(store_tables="CREATE TABLE t(x)"),  # would fail on a store that has it
 ])
 def test_inconsistent_definitions_are_refused(make):
     with pytest.raises(ValueError):

@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, Mapping
 
 from vfu_virtio.store import Namespace, open_namespace
+from vfu_virtio.store.store import kind_statements
 from vfu_virtio.virtio.constants import VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_VENDOR_ID
 from vfu_virtio.virtio.device import VirtioDevice
 
@@ -141,6 +142,7 @@ class DeviceKind:
             names = [getattr(o, attr) for o in self.options]
             if len(set(names)) != len(names):
                 raise ValueError(f"kind {self.name}: two options share a {attr}")
+        kind_statements([self.store_tables])  # ValueError unless CREATE ... IF NOT EXISTS only
 
     @property
     def pci_id(self) -> str:
