@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from vfu_virtio.client.spawn import Server
 from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
 from vfu_virtio.devices.crypto import constants as C
 from vfu_virtio.devices.crypto import driver as D
@@ -160,16 +159,11 @@ def main() -> None:
     seconds = 0.1 if args.quick else args.seconds
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        sock = Path(d) / "crypto.sock"
-        server = subprocess.Popen([sys.executable, "-m", "vfu_virtio", "--log-level", "warning", "crypto",
-                                   "--socket", str(sock), "--state", str(Path(d) / "vfu.db"), "--queues", "1",
-                                   "--max-size", str(1 << 20)])
+        server = Server("crypto", str(Path(d) / "crypto.sock"), str(Path(d) / "vfu.db"),
+                        ("--queues", "1", "--max-size", str(1 << 20)), log_path=str(Path(d) / "crypto.log"),
+                        log_level="warning").start()
         try:
-            while not sock.exists():
-                if server.poll() is not None:
-                    raise SystemExit("server did not start")
-                time.sleep(0.02)
-            with VirtioPciDriver.connect(str(sock), mem_size=256 << 20) as drv:
+            with VirtioPciDriver.connect(server.socket, mem_size=256 << 20) as drv:
                 drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
                 dev = Device(drv, args.batch)
                 for cases in (symmetric_cases(dev), signature_cases(dev)):
@@ -178,8 +172,7 @@ def main() -> None:
                         ceiling = timed(direct, seconds, 1)
                         rows.append((name, size, via, ceiling, via / ceiling))
         finally:
-            server.terminate()
-            server.wait()
+            server.stop()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
           f"{seconds} s per measurement")

@@ -6,7 +6,7 @@ three hit the same disk), each for ``--seconds``:
 1. **raw fsync**: a loop of ``write(256 bytes)`` + ``fsync`` appending to one file -- the most a
    durable 256-byte write can do on this disk;
 2. **device writes**: a ``vfu-virtio rpmb`` server process on a store in that directory, driven by the
-   project's vfio-user driver (:class:`vfu_virtio.devices.rpmb.tool.RpmbClient`): one authenticated
+   project's vfio-user driver (:class:`vfu_virtio.client.rpmb.RpmbClient`): one authenticated
    DATA_WRITE of one 256-byte block + RESULT_READ per chain, one chain in flight, each completion seen
    only after the store commit (WAL, ``synchronous=FULL``) -- so every counted write is durable;
 3. **device reads**: authenticated DATA_READ of one block with a fresh nonce, MAC and nonce verified.
@@ -32,13 +32,13 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from vfu_virtio.devices.rpmb.frame import Frame, verify
-from vfu_virtio.devices.rpmb.tool import RpmbClient
+from vfu_virtio.abi.rpmb import Frame, verify
+from vfu_virtio.client.rpmb import RpmbClient
+from vfu_virtio.client.spawn import Server
 
 KEY = bytes(range(32))
 BLOCKS = 128 * 512  # capacity 128 (16 MiB)
@@ -68,24 +68,13 @@ def raw_fsync_rate(directory: Path, seconds: float, append: bool) -> float:
         os.close(fd)
 
 
-def start_server(directory: Path) -> tuple[subprocess.Popen, str]:
-    sock = str(directory / "rpmb.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "vfu_virtio", "--log-level", "warning", "rpmb",
-                             "--socket", sock, "--state", str(directory / "bench.db"), "--capacity", "128"])
-    deadline = time.monotonic() + 20
-    while not os.path.exists(sock):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the rpmb server did not start")
-        time.sleep(0.02)
-    return proc, sock
-
-
 def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, float, float]:
     """(durable authenticated 256-byte writes per second with one chain in flight, the same with
     ``depth`` chains in flight, authenticated 1-block reads per second with one in flight)."""
-    proc, sock = start_server(directory)
+    server = Server("rpmb", str(directory / "rpmb.sock"), str(directory / "bench.db"), ("--capacity", "128"),
+                    log_path=str(directory / "rpmb.log"), log_level="warning").start()
     try:
-        with RpmbClient.connect(sock) as c:
+        with RpmbClient.connect(server.socket) as c:
             if c.program_key(KEY) != 0:
                 raise SystemExit("PROGRAM_KEY failed")
             data = os.urandom(256)
@@ -121,8 +110,7 @@ def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, fl
                 n += 1
             reads = n / (time.perf_counter() - start)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        server.stop()
     return serial, pipelined, reads
 
 

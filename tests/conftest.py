@@ -1,8 +1,10 @@
 """Shared fixtures: real ``vfu-virtio`` server processes on real vfio-user sockets.
 
-``serve(kind, *args)`` starts ``python -m vfu_virtio <kind> --socket S --state DB *args`` as a
-subprocess (the same command a user runs), waits for its socket, and stops it with SIGTERM at the end of
-the test; the test fails if the server did not exit cleanly or left its socket behind.
+``serve(kind, *args)`` starts ``python -m vfu_virtio <kind> --socket S --state DB *args`` with
+:mod:`vfu_virtio.client.spawn` (the same command a user runs; it returns once the server signalled that its
+socket listens), and stops it with SIGTERM at the end of the test; the test fails if the server did not exit
+cleanly, left its socket behind or logged a traceback. The servers also serve the test-only device kinds of
+``tests/devices`` (:data:`SERVER_ENV`: ``tests/`` on ``PYTHONPATH``, ``VFU_VIRTIO_DEVICES=devices.null``).
 
 ``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernel, guest program) for the ``guest`` tests: they
 skip without it, except under CI, where a missing kit is an error.
@@ -10,85 +12,43 @@ skip without it, except under CI, where a missing kit is an error.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from vfu_virtio.client.spawn import Server, ServerGroup
 from vfu_virtio.qemu.kit import GuestKit, KitMissing
 
-TOP = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+TOP = TESTS.parent
+#: Test-only device kinds (importable from ``tests/``), for the server processes the tests start.
+TEST_KINDS = "devices.null"
+SERVER_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p),
+              "VFU_VIRTIO_DEVICES": TEST_KINDS}
 
 
-class ServerProcess:
-    """A running device server: ``socket``, ``state``, ``proc``, ``log_path``; :meth:`log` reads its stderr."""
-
-    def __init__(self, kind: str, tmp: Path, args: tuple[str, ...], state: Path | None = None,
-                 name: str | None = None):
-        name = name or kind
-        self.kind = kind
-        self.socket = str(tmp / f"{name}.sock")
-        self.state = str(state or tmp / "state.db")
-        self.log_path = tmp / f"{name}.log"
-        self.args = args
-        self.proc: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "vfu_virtio", "--log-level", "debug", self.kind,
-               "--socket", self.socket, "--state", self.state, *self.args]
-        self._logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=TOP)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.socket):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server socket {self.socket} did not appear:\n{self.log()}")
-            time.sleep(0.02)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL (for crash tests); the socket file stays behind, as it would after a real crash."""
-        self.proc.kill()
-        self.proc.wait()
-        self._logf.close()
-
-    def stop(self) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"server ignored SIGTERM:\n{self.log()}")
-        self._logf.close()
-        return self.proc.returncode
+def gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists any more (a child that was reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 @pytest.fixture
 def serve(tmp_path):
-    """Factory: ``serve("crypto", "--queues", "2")`` -> :class:`ServerProcess` (stopped at teardown)."""
-    started: list[ServerProcess] = []
+    """Factory: ``serve("crypto", "--queues", "2")`` -> a ready :class:`~vfu_virtio.client.spawn.Server`
+    (``socket``, ``state``, ``proc``, ``log()``, ``alive()``, ``start()``, ``stop()``, ``kill()``), stopped and
+    checked at teardown. ``state=`` another store, ``name=`` another socket and log name."""
+    group = ServerGroup(tmp_path, log_level="debug", env=SERVER_ENV, cwd=str(TOP))
 
-    def _serve(kind: str, *args: str, state: Path | None = None, name: str | None = None) -> ServerProcess:
-        s = ServerProcess(kind, tmp_path, args, state=state, name=name)
-        started.append(s)
-        return s
+    def _serve(kind: str, *args: str, state: Path | None = None, name: str | None = None) -> Server:
+        return group.start(kind, *args, name=name, state=str(state) if state else None)
 
     yield _serve
-    for s in started:
-        if s.proc.poll() is None:
+    for s in group.servers:
+        if s.alive():
             rc = s.stop()
             assert rc == 0, f"{s.kind} server exited with {rc} on SIGTERM:\n{s.log()}"
             assert not os.path.exists(s.socket), "server left its socket file behind"

@@ -34,7 +34,8 @@ def runs(kit, tmp_path_factory):
     def get(model: str):
         if model not in cache:  # cached even when it failed: one boot per model, failed or not
             plan = CryptoPlan.random(key_bytes=32)  # AES-256 here; the demo uses AES-128
-            cache[model] = run_guest(kit, model, plan, queues=QUEUES, crypto_options=("--max-size", str(MAX_SIZE)),
+            options = {"crypto": ("--queues", str(QUEUES), "--max-size", str(MAX_SIZE))}
+            cache[model] = run_guest(kit, model, plan, device_options=options,
                                      workdir=tmp_path_factory.mktemp(model)), plan
         run, plan = cache[model]
         assert run.report.done and run.boot.returncode == 0, run.diagnosis()

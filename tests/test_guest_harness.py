@@ -15,20 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gone
+from vfu_virtio.client.spawn import ServerFailed, ServerGroup
+from vfu_virtio.devices.registry import kinds
 from vfu_virtio.qemu import initramfs
 from vfu_virtio.qemu.kit import KitMissing
 from vfu_virtio.qemu.machine import QemuBuiltinCrypto, VfioUser, boot
 from vfu_virtio.qemu.report import parse
-from vfu_virtio.qemu.scenario import CryptoPlan, pattern
-from vfu_virtio.qemu.servers import DeviceServers, ServerFailed
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+from vfu_virtio.qemu.scenario import CryptoPlan, guest_kinds, pattern, run_guest
 
 
 def test_newc_archive_reads_back_with_cpio(tmp_path):
@@ -140,7 +134,7 @@ def test_time_limit_kills_qemu(kit):
 
 
 def test_server_that_cannot_start_is_reported_and_reaped(tmp_path):
-    with DeviceServers(tmp_path) as servers:
+    with ServerGroup(tmp_path) as servers:
         with pytest.raises(ServerFailed, match="queues"):
             servers.start("crypto", "--queues", "0")
         (failed,) = servers.servers
@@ -148,9 +142,19 @@ def test_server_that_cannot_start_is_reported_and_reaped(tmp_path):
 
 
 def test_servers_are_stopped_by_pid(tmp_path):
-    with DeviceServers(tmp_path) as servers:
+    with ServerGroup(tmp_path) as servers:
         crypto, rpmb = servers.start("crypto"), servers.start("rpmb")
-        assert crypto.socket.exists() and rpmb.socket.exists() and crypto.alive() and rpmb.alive()
+        assert os.path.exists(crypto.socket) and os.path.exists(rpmb.socket) and crypto.alive() and rpmb.alive()
     assert [crypto.returncode, rpmb.returncode] == [0, 0], servers.logs()
     assert gone(crypto.pid) and gone(rpmb.pid)
     assert Path(tmp_path / "state.db").exists()  # both served from one state store
+
+
+def test_guest_attaches_every_guest_attachable_kind(monkeypatch):
+    """The vfu-virtio model's devices come from the registry: crypto and RPMB built in; a kind added through
+    VFU_VIRTIO_DEVICES is attached only when it says so (the test-only null kind does not)."""
+    assert [k.name for k in guest_kinds()] == ["crypto", "rpmb"]
+    monkeypatch.setenv("VFU_VIRTIO_DEVICES", "devices.null")
+    assert "null" in kinds() and [k.name for k in guest_kinds()] == ["crypto", "rpmb"]
+    with pytest.raises(ValueError, match="null"):
+        run_guest(None, "vfu-virtio", CryptoPlan.random(), device_options={"null": ()})

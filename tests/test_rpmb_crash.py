@@ -22,8 +22,8 @@ import signal
 import sqlite3
 import threading
 
-from vfu_virtio.devices.rpmb import frame as F
-from vfu_virtio.devices.rpmb.tool import RpmbClient
+from vfu_virtio.abi import rpmb as F
+from vfu_virtio.client.rpmb import RpmbClient
 
 KEY = bytes(range(32))
 ROUNDS = int(os.environ.get("VFU_RPMB_CRASH_ROUNDS", "50"))

@@ -13,11 +13,12 @@ import sqlite3
 
 import pytest
 
+from vfu_virtio.abi import rpmb as F
+from vfu_virtio.abi.rpmb import Frame
+from vfu_virtio.client.rpmb import RpmbClient
 from vfu_virtio.devices.rpmb import RpmbDevice
-from vfu_virtio.devices.rpmb import frame as F
-from vfu_virtio.devices.rpmb.frame import Frame
-from vfu_virtio.devices.rpmb.tool import RpmbClient
-from vfu_virtio.store import RpmbState, StoreError, open_namespace
+from vfu_virtio.devices.rpmb.persist import TABLES, RpmbState
+from vfu_virtio.store import StoreError, open_namespace
 from vfu_virtio.virtio.chain import DescriptorChain
 
 KEY = bytes(range(32))  # the HMAC vectors' key 00..1f
@@ -34,7 +35,7 @@ class Bench:
         self.open()
 
     def open(self):
-        self.dev = RpmbDevice(RpmbState.open(open_namespace(self.path, "rpmb", "0")), **self.config)
+        self.dev = RpmbDevice(RpmbState.open(open_namespace(self.path, "rpmb", "0", [TABLES])), **self.config)
         self.client = RpmbClient(self.request)
 
     def reopen(self):
@@ -147,7 +148,7 @@ def test_config_space(tmp_path):
     assert b.dev.config_space() == bytes([0x80, 0, 7]) and b.dev.device_id == 28 and b.dev.num_queues == 1
     b.dev.close()
     for bad in ({"capacity": 0}, {"capacity": 0x81}, {"max_wr_cnt": 256}, {"max_rd_cnt": -1}):
-        ns = open_namespace(str(tmp_path / "s.db"), "rpmb", "0")
+        ns = open_namespace(str(tmp_path / "s.db"), "rpmb", "0", [TABLES])
         with pytest.raises(ValueError):
             RpmbDevice(RpmbState.open(ns), **bad)
         ns.close()

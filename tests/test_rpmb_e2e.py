@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from vfu_virtio.devices.rpmb import frame as F
-from vfu_virtio.devices.rpmb.frame import Frame
-from vfu_virtio.devices.rpmb.tool import RpmbClient
+from vfu_virtio.abi import rpmb as F
+from vfu_virtio.abi.rpmb import Frame
+from vfu_virtio.client.rpmb import RpmbClient
 
 virtio_pci = pytest.importorskip("vfu_virtio.client.virtio_pci")
 DeviceNeedsReset = virtio_pci.DeviceNeedsReset

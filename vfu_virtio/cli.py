@@ -1,21 +1,43 @@
-"""The ``vfu-virtio`` command line (click): serve a device, print the QEMU command line, run the demo.
+"""The ``vfu-virtio`` command line (click): serve a device of any registered kind, list the kinds, drive an
+RPMB device from the host, print the QEMU command line.
 
-Every option names its unit and limit; bad values are refused with a message naming the value and the
-limit. Logs go to stderr with levels (``--log-level``).
+``vfu-virtio <kind>`` exists for every kind of :mod:`vfu_virtio.devices.registry` (built-in, or named in
+``VFU_VIRTIO_DEVICES``): its options are the kind's options (data: flag, limits, default, help with the unit)
+plus the common ``--socket``, ``--state``, ``--instance`` and ``--once``, under the stored-settings rule
+(:data:`SETTINGS_RULE`). ``vfu-virtio kinds`` lists the registry. Every option names its unit and limit; bad
+values are refused with a message naming the value and the limit. Logs go to stderr with levels
+(``--log-level``). ``--ready-fd N``: a serving process writes ``ready`` to descriptor N once its socket
+listens (used by :mod:`vfu_virtio.client.spawn`).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shlex
+import signal
 import sys
+from typing import Iterable
 
 import click
 
-from .devices import DEVICE_KINDS
+from .devices import registry
+from .devices.registry import DeviceKind, Option, RegistryError
 
 log = logging.getLogger("vfu_virtio")
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+SETTINGS_RULE = ("Stored settings, the same rule for every kind: an option given on the command line wins "
+                 "and is stored with the instance; an option left out takes the stored value, else its "
+                 "default; an option fixed at creation is refused if it differs from the stored value.")
+
+#: The line a serving process writes to ``--ready-fd`` once its vfio-user socket is listening.
+READY_LINE = b"ready\n"
+
+#: A QEMU size as both ``-m`` and ``memory-backend-memfd,size=`` read it the same way: a number and a unit.
+_QEMU_SIZE = re.compile(r"(?:[1-9][0-9]*|[0-9]+\.[0-9]*[1-9][0-9]*)[KMGT]", re.IGNORECASE)
 
 
 def _setup_logging(level: str) -> int:
@@ -25,92 +47,148 @@ def _setup_logging(level: str) -> int:
     return lvl
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Main(click.Group):
+    """The fixed commands, plus one serve command per registered device kind (built when asked for)."""
+
+    def kinds(self) -> dict[str, DeviceKind]:
+        try:
+            kinds = registry.kinds()
+        except RegistryError as e:
+            raise click.ClickException(str(e)) from e
+        clash = sorted(set(kinds) & set(self.commands))
+        if clash:
+            raise click.ClickException(f"device kind {clash[0]!r} has the name of a vfu-virtio command")
+        return kinds
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*self.commands, *self.kinds()])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        kind = self.kinds().get(name)
+        return _serve_command(kind) if kind else None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
               help="Least severe log level written to stderr (libvfio-user's own lines included).")
+@click.option("--ready-fd", type=click.IntRange(0), metavar="N",
+              help="Once the device's vfio-user socket listens, write the line 'ready' to the open file "
+                   "descriptor N and close it (for supervisors: a connect after it is never refused).")
 @click.pass_context
-def main(ctx: click.Context, log_level: str) -> None:
-    """vfu-virtio: a virtio-pci function (virtio-crypto, virtio-rpmb) served over vfio-user.
+def main(ctx: click.Context, log_level: str, ready_fd: int | None) -> None:
+    """vfu-virtio: a virtio-pci function served over vfio-user; `vfu-virtio kinds` lists the device kinds.
 
     Attach it to QEMU with `-device vfio-user-pci` (see `vfu-virtio qemu-cmdline`) or drive it with the
     project's own vfio-user driver (`vfu_virtio.client`).
+
+    {rule}
     """
-    ctx.obj = {"log_level": _setup_logging(log_level)}
+    if ready_fd is not None:
+        try:
+            os.fstat(ready_fd)
+        except OSError:
+            raise click.BadParameter(f"{ready_fd} is not an open file descriptor", param_hint="--ready-fd") from None
+    ctx.obj = {"log_level": _setup_logging(log_level), "ready_fd": ready_fd}
 
 
-def _serve(ctx: click.Context, device, socket: str, once: bool) -> None:
+main.help = main.help.replace("{rule}", SETTINGS_RULE)
+
+
+# ---- serving a device ---------------------------------------------------------------------------------------
+def _common_options() -> list[click.Option]:
+    return [
+        click.Option(["--socket", "socket"], required=True, type=click.Path(dir_okay=False),
+                     help="vfio-user UNIX socket path to listen on (a stale socket file is replaced)."),
+        click.Option(["--state", "state"], required=True, type=click.Path(dir_okay=False),
+                     help="SQLite state store shared by all devices (created with mode 0600)."),
+        click.Option(["--instance"], default="0", show_default=True,
+                     help="Device instance name inside the store (several devices can share one file)."),
+        click.Option(["--once"], is_flag=True, help="Exit after the first client disconnects."),
+    ]
+
+
+def _kind_option(opt: Option) -> click.Option:
+    """The click option of ``opt``: left out it is None, so the stored value or the default applies."""
+    kind = click.IntRange(*opt.range) if opt.range is not None else click.Choice(opt.choices)
+    fixed = " Fixed when the instance is created: another value later is refused." if opt.fixed else ""
+    return click.Option([opt.flag, opt.dest], type=kind, default=None, help=opt.help + fixed,
+                        show_default=f"the stored value, else {opt.default}")
+
+
+def _serve_command(kind: DeviceKind) -> click.Command:
+    """``vfu-virtio <kind.name>``: open the instance under the stored-settings rule and serve it."""
+    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, **given) -> None:
+        from .store import StoreError
+        try:
+            device = registry.open_device(kind, state, instance, given)
+        except (StoreError, RegistryError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+        _serve(obj, kind, device, socket, once)
+
+    return click.Command(
+        kind.name, callback=click.pass_obj(serve), params=[*_common_options(), *map(_kind_option, kind.options)],
+        short_help=kind.summary,
+        help=f"Serve one {kind.name} device (virtio id {kind.virtio_id}, PCI {kind.pci_id}, class "
+             f"0x{kind.pci_class_code:06x}) on SOCKET; its settings are kept in the --state store under "
+             f"--instance.\n\n{kind.summary}.\n\n{SETTINGS_RULE}")
+
+
+def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool) -> None:
     from .libvfio_user import VfuError
     from .libvfio_user._lib import LibraryNotFound
     from .server import DeviceServer
     try:
-        server = DeviceServer(device, socket, ctx.obj["log_level"])
+        server = DeviceServer(device, socket, obj["log_level"], pci_class=kind.pci_class)  # realized: the socket listens
     except (VfuError, LibraryNotFound, ValueError) as e:
         device.close()
         raise click.ClickException(str(e)) from e
+    # a supervisor may stop the server as soon as it is ready, before serve_forever installs its own handlers
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, _f: (log.info("%s: shutting down", signal.Signals(s).name), server.stop()))
+    if obj["ready_fd"] is not None:
+        _signal_ready(obj["ready_fd"])
     server.serve_forever(max_clients=1 if once else None)
 
 
-def _make_device(kind: str, **kwargs):
-    """``DEVICE_KINDS[kind](**kwargs)``; a store that is locked, rolled back or unreadable, or a refused
-    option, becomes a one-line error instead of a traceback."""
-    from .store import StoreError
+def _signal_ready(fd: int) -> None:
+    """Write :data:`READY_LINE` to ``fd`` and close it; a reader that went away costs one warning."""
     try:
-        return DEVICE_KINDS[kind](**kwargs)
-    except (StoreError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
+        os.write(fd, READY_LINE)
+    except OSError as e:
+        log.warning("--ready-fd %d: readiness not signalled: %s", fd, e.strerror)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
-_SOCKET = click.option("--socket", "socket", required=True, type=click.Path(dir_okay=False),
-                       help="vfio-user UNIX socket path to listen on (a stale socket file is replaced).")
-_STATE = click.option("--state", "state", required=True, type=click.Path(dir_okay=False),
-                      help="SQLite state store shared by all devices (created with mode 0600).")
-_INSTANCE = click.option("--instance", default="0", show_default=True,
-                         help="Device instance name inside the store (several devices can share one file).")
-_ONCE = click.option("--once", is_flag=True, help="Exit after the first client disconnects.")
+# ---- the registry ---------------------------------------------------------------------------------------------
+KINDS_COLUMNS = ("kind", "virtio id", "PCI id", "class", "summary", "options")
 
 
-@main.command()
-@_SOCKET
-@_STATE
-@_INSTANCE
-@click.option("--queues", "max_dataqueues", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Number of data queues (max_dataqueues), 1..64; the controlq comes after them.")
-@click.option("--max-sessions", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
-              help="Cap on live sessions; create-session answers an error when it is reached.")
-@click.option("--max-size", type=click.IntRange(1, 1 << 30), default=1 << 20, show_default=True,
-              help="max_size: largest request payload in bytes the device accepts.")
-@_ONCE
-@click.pass_context
-def crypto(ctx, socket, state, instance, max_dataqueues, max_sessions, max_size, once):
-    """Serve a virtio-crypto device (virtio id 20, PCI 1af4:1054) on SOCKET."""
-    device = _make_device("crypto", state=state, instance=instance, max_dataqueues=max_dataqueues,
-                          max_sessions=max_sessions, max_size=max_size)
-    _serve(ctx, device, socket, once)
+def kinds_table(kinds: Iterable[DeviceKind], markdown: bool = False) -> str:
+    """The kinds as a table: aligned text columns, or Markdown (the README's device-kinds table)."""
+    rows = [[r[c] for c in KINDS_COLUMNS] for r in registry.described(kinds)]
+    header = [*KINDS_COLUMNS[:-1], "serve options: limits (default)"]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---|---:|---|---|---|---|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]) for r in [header, *rows])
 
 
-@main.command()
-@_SOCKET
-@_STATE
-@_INSTANCE
-@click.option("--capacity", type=click.IntRange(1, 128), default=None,
-              help="Data area in 128 KiB units, 1..128 (16 MiB); fixed when the instance is created. "
-                   "[default: the stored value, else 1]")
-@click.option("--max-wr-cnt", type=click.IntRange(0, 255), default=None,
-              help="max_wr_cnt: most 256-byte blocks per write request, 0..255, 0 = no limit. "
-                   "[default: the stored value, else 1]")
-@click.option("--max-rd-cnt", type=click.IntRange(0, 255), default=None,
-              help="max_rd_cnt: most 256-byte blocks per read request, 0..255, 0 = no limit. "
-                   "[default: the stored value, else 1]")
-@_ONCE
-@click.pass_context
-def rpmb(ctx, socket, state, instance, capacity, max_wr_cnt, max_rd_cnt, once):
-    """Serve a virtio-rpmb device (virtio id 28, PCI 1af4:105c) on SOCKET; key, write counter and data
-    persist in the --state store."""
-    device = _make_device("rpmb", state=state, instance=instance, capacity=capacity, max_wr_cnt=max_wr_cnt,
-                          max_rd_cnt=max_rd_cnt)
-    _serve(ctx, device, socket, once)
+@main.command("kinds")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (the README's device-kinds table).")
+def kinds_cmd(markdown: bool) -> None:
+    """List the registered device kinds: name, virtio id, PCI id, class code, summary, serve options."""
+    click.echo(kinds_table(main.kinds().values(), markdown))
 
 
+# ---- the host-side RPMB client ----------------------------------------------------------------------------------
 @main.group("rpmb-client")
 @click.option("--socket", "socket", required=True, type=click.Path(dir_okay=False),
               help="vfio-user socket of a running `vfu-virtio rpmb` server.")
@@ -133,9 +211,9 @@ def rpmb_client(ctx, socket, key_file):
 
 
 def _rpmb_session(ctx, op):
-    from .devices.rpmb import frame as F
-    from .devices.rpmb.tool import RpmbClient, RpmbResponseError
+    from .abi import rpmb as F
     from .client import VfioUserError, VirtioDriverError
+    from .client.rpmb import RpmbClient, RpmbResponseError
     try:
         with RpmbClient.connect(ctx.obj["socket"], ctx.obj["key"]) as client:
             result, message = op(client)
@@ -212,14 +290,19 @@ def rpmb_read(ctx, address, count, output):
 @main.command("qemu-cmdline")
 @click.option("--socket", "sockets", multiple=True, required=True,
               help="Device socket to attach (repeat for several devices).")
-@click.option("--memory", default="512M", show_default=True, help="Guest RAM size (shared memfd backend).")
+@click.option("--memory", default="512M", show_default=True,
+              help="Guest RAM size with its unit, K/M/G/T (shared memfd backend), e.g. 512M or 2G.")
 def qemu_cmdline(sockets, memory):
-    """Print the QEMU arguments that attach the given vfio-user sockets (shared guest RAM required)."""
+    """Print the QEMU arguments that attach the given vfio-user sockets (shared guest RAM required), quoted
+    for a POSIX shell."""
+    if not _QEMU_SIZE.fullmatch(memory):
+        raise click.BadParameter(f"{memory!r} is not a QEMU size such as 512M or 2G (a number and K, M, G or T)",
+                                 param_hint="--memory")
     args = ["-object", f"memory-backend-memfd,id=mem,size={memory},share=on",
             "-machine", "q35,memory-backend=mem", "-m", memory]
     for s in sockets:
         args += ["-device", json.dumps({"driver": "vfio-user-pci", "socket": {"path": s, "type": "unix"}})]
-    click.echo(" ".join(a if a.startswith("-") else "'" + a + "'" for a in args))
+    click.echo(" ".join(map(shlex.quote, args)))
 
 
 if __name__ == "__main__":

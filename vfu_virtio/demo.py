@@ -1,6 +1,7 @@
 """The host-only main job: serve the crypto device and drive real AES-CBC requests through it.
 
-``python -m vfu_virtio.demo`` starts ``vfu-virtio crypto`` as its own process on a temporary socket,
+``python -m vfu_virtio.demo`` starts ``vfu-virtio crypto`` as its own process on a temporary socket
+(:mod:`vfu_virtio.client.spawn`: it returns once the socket listens),
 attaches the project's vfio-user driver (guest memory in a memfd, DMA-mapped; MSI-X through eventfds),
 negotiates features, creates AES-CBC sessions on the controlq exactly as the Linux driver lays them out,
 encrypts and decrypts the NIST SP 800-38A F.2.1–F.2.6 vectors on the data queues, and prints what
@@ -8,12 +9,13 @@ happened. Exit status 0 only if every result matched.
 """
 from __future__ import annotations
 
-import subprocess
+import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .client.spawn import Server, ServerFailed
 from .client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
 from .devices.crypto import constants as C
 from .devices.crypto import driver as D
@@ -87,26 +89,21 @@ def run(socket_path: str) -> bool:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vfu-demo-") as d:
-        sock, log = Path(d) / "crypto.sock", Path(d) / "crypto.log"
-        cmd = [sys.executable, "-m", "vfu_virtio", "crypto", "--socket", str(sock), "--state", str(Path(d) / "vfu.db"),
-               "--queues", str(QUEUES), "--once"]
-        print("serving:", " ".join(cmd[1:]))
-        server = subprocess.Popen(cmd, stderr=open(log, "wb"))
+        server = Server("crypto", str(Path(d) / "crypto.sock"), str(Path(d) / "vfu.db"),
+                        ("--queues", str(QUEUES), "--once"), log_path=str(Path(d) / "crypto.log"))
+        print("serving: vfu-virtio", shlex.join(server.args()))
         try:
-            deadline = time.monotonic() + 20
-            while not sock.exists():
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print(log.read_text(), file=sys.stderr)
-                    return 1
-                time.sleep(0.02)
-            ok = run(str(sock))
-            server.wait(timeout=15)  # --once: the server exits when the driver disconnects
+            server.start()
+        except ServerFailed as e:
+            print(e, file=sys.stderr)
+            return 1
+        try:
+            ok = run(server.socket)
+            server.proc.wait(timeout=15)  # --once: the server exits when the driver disconnects
         finally:
-            if server.poll() is None:
-                server.terminate()
-                server.wait()
+            server.stop()
         print("server log:")
-        for line in log.read_text().splitlines():
+        for line in server.log().splitlines():
             print("  " + line)
         print("result:", "every vector matched" if ok else "MISMATCH")
         return 0 if ok else 1

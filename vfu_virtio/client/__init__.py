@@ -6,6 +6,8 @@ Layers, each usable alone:
 - :mod:`.ring` — :class:`DriverVirtqueue`: the driver side of one virtqueue in that memory, split
   (:mod:`.split`) or packed (:mod:`.packed`).
 - :mod:`.virtio_pci` — :class:`VirtioPciDriver`: discovery, feature negotiation, queues, MSI-X.
+- :mod:`.rpmb` — ``RpmbClient``: RPMB requests and response checks over a driver queue.
+- :mod:`.spawn` — ``Server``/``ServerGroup``: ``vfu-virtio`` server processes with a readiness signal.
 
 Imports only the side-neutral :mod:`vfu_virtio.abi`; nothing of the device side.
 """

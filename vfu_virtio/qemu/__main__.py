@@ -5,9 +5,10 @@ import sys
 
 import click
 
+from vfu_virtio.client.spawn import ServerFailed
+
 from .kit import KitMissing
 from .scenario import MODELS
-from .servers import ServerFailed
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

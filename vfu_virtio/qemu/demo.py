@@ -1,6 +1,7 @@
-"""The main job: serve vfu-virtio's crypto and RPMB devices, boot a Linux guest on them, say what it saw.
+"""The main job: serve vfu-virtio's guest-attachable devices (crypto, RPMB), boot a Linux guest on them, say
+what it saw.
 
-:func:`demo` starts both device servers, boots the guest with both attached through ``vfio-user-pci``
+:func:`demo` starts the device servers, boots the guest with each attached through ``vfio-user-pci``
 (or, with ``model="qemu-builtin"``, QEMU's own virtio-crypto-pci for comparison), and prints: the PCI
 functions with the driver bound, the virtio devices, the driver's probe line, the algorithms the kernel
 registered with its self-test results, AF_ALG encryptions and decryptions checked against the host's
@@ -12,12 +13,13 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from vfu_virtio.devices.registry import kinds
+
 from .kit import GuestKit
 from .report import GuestReport
-from .scenario import CryptoPlan, GuestRun, run_guest
+from .scenario import CryptoPlan, GuestRun, guest_kinds, run_guest
 
 QUEUES = 2
-VIRTIO_NAMES = {"0x0014": "crypto", "0x001c": "rpmb"}
 RESET_PHASES = ("virtio-rebind", "pci-rebind")
 
 
@@ -40,6 +42,7 @@ def summarize(run: GuestRun, plan: CryptoPlan, say: Callable[[str], None] = prin
             f"MSI-X vectors {d['msix_vectors']}")
         ok &= d["driver"] == "virtio-pci"
     say("virtio devices:")
+    names = {f"0x{k.virtio_id:04x}": k.name for k in kinds().values()}
     for v in r.virtio():
         if v["driver"] == "none":
             negotiated = "no features negotiated"
@@ -47,7 +50,7 @@ def summarize(run: GuestRun, plan: CryptoPlan, say: Callable[[str], None] = prin
         else:
             negotiated = "VERSION_1 (modern)" if v["features"][32:33] == "1" else "WITHOUT VERSION_1"
             driver = v["driver"]
-        say(f"  {v['name']}  device id {v['device']} ({VIRTIO_NAMES.get(v['device'], '?')}) on {v['pci']}  "
+        say(f"  {v['name']}  device id {v['device']} ({names.get(v['device'], '?')}) on {v['pci']}  "
             f"{negotiated}  status {v['status']}  driver {driver}")
     ok &= any(v["driver"] == "virtio_crypto" for v in r.virtio(device="0x0014"))
     for line in r.dmesg():
@@ -101,10 +104,12 @@ def demo(model: str = "vfu-virtio", verbose: bool = False, timeout: float = 300)
     print(f"{kit.qemu_version()}; guest kernel {kit.kernel_release}; accelerator {kit.accel}")
     plan = CryptoPlan.random()
     if model == "vfu-virtio":
-        print(f"serving vfu-virtio crypto ({QUEUES} data queues) and rpmb; attaching both with vfio-user-pci")
+        names = [k.name for k in guest_kinds()]
+        print(f"serving vfu-virtio {' and '.join(names)} (crypto with {QUEUES} data queues); attaching each with "
+              "vfio-user-pci")
     else:
         print("attaching QEMU's own virtio-crypto-pci (cryptodev-backend-builtin, one data queue)")
-    run = run_guest(kit, model, plan, queues=QUEUES, timeout=timeout,
+    run = run_guest(kit, model, plan, device_options={"crypto": ("--queues", str(QUEUES))}, timeout=timeout,
                     on_line=(lambda line: print(f"  | {line}")) if verbose else None)
     ok = summarize(run, plan)
     if verbose or not ok:

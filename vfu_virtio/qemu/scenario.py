@@ -4,9 +4,10 @@
 kernel command line, and recomputes with ``cryptography`` what ``guest/afalg.c`` must output: the
 SHA-256 of AES-CBC encryption and of AES-CBC decryption of the seeded input pattern.
 
-:func:`run_guest` boots one device model with a plan: ``vfu-virtio`` starts our crypto server (and
-the RPMB server beside it) and attaches both through vfio-user-pci; ``qemu-builtin`` attaches QEMU's
-own virtio-crypto-pci instead. The servers are stopped before it returns, whatever happened.
+:func:`run_guest` boots one device model with a plan: ``vfu-virtio`` starts a server of every registered
+device kind flagged ``guest_attachable`` (crypto and RPMB among the built-in ones; see
+``vfu_virtio.devices.registry``) and attaches each through vfio-user-pci; ``qemu-builtin`` attaches QEMU's own
+virtio-crypto-pci instead. The servers are stopped before it returns, whatever happened.
 """
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .kit import GuestKit
+from vfu_virtio.client.spawn import ServerGroup
+from vfu_virtio.devices.registry import DeviceKind, kinds
+
+from .kit import TOP, GuestKit
 from .machine import BootResult, Device, QemuBuiltinCrypto, VfioUser, boot
 from .report import GuestReport, parse
-from .servers import DeviceServers
 
 MODELS = ("vfu-virtio", "qemu-builtin")
 #: one AES block up to 64 KiB, with sizes that are not page multiples in between
@@ -114,24 +117,35 @@ class GuestRun:
                 f"{self.boot.console[-5000:]}\n{self.server_logs[-5000:]}")
 
 
-def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *, queues: int = 1, crypto_options: tuple[str, ...] = (),
-              workdir: Path | None = None, timeout: float = 300,
-              log_level: str = "info", on_line: Callable[[str], None] | None = None) -> GuestRun:
+def guest_kinds() -> list[DeviceKind]:
+    """The registered device kinds the ``vfu-virtio`` model attaches, in registry order."""
+    return [k for k in kinds().values() if k.guest_attachable]
+
+
+def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *,
+              device_options: Mapping[str, Sequence[str]] | None = None, workdir: Path | None = None,
+              timeout: float = 300, log_level: str = "info",
+              on_line: Callable[[str], None] | None = None) -> GuestRun:
     """Boot ``model`` (one of :data:`MODELS`) once with ``plan``; see the module docstring.
 
-    ``queues`` (data queues) and ``crypto_options`` (further ``vfu-virtio crypto`` options) configure
-    vfu-virtio's device; QEMU's builtin backend has one data queue. Server logs stay in ``workdir`` when
-    one is given.
+    ``device_options`` maps a kind name to further ``vfu-virtio <kind>`` options, used when the ``vfu-virtio``
+    model attaches that kind (``{"crypto": ("--queues", "2")}``; ValueError naming a kind that is not
+    guest-attachable); QEMU's builtin backend has one data queue. Server logs stay in ``workdir`` when one is
+    given.
     """
     if model not in MODELS:
         raise ValueError(f"model {model!r}: expected one of {MODELS}")
+    options = dict(device_options or {})
+    unknown = set(options) - {k.name for k in guest_kinds()}
+    if unknown:
+        raise ValueError(f"device_options for {sorted(unknown)}: the guest-attachable kinds are "
+                         f"{[k.name for k in guest_kinds()]}")
+    attached = guest_kinds() if model == "vfu-virtio" else []
     with tempfile.TemporaryDirectory(prefix="vfu-guest-") as tmp, \
-            DeviceServers(workdir or Path(tmp), log_level=log_level) as servers:
-        devices: list[Device] = []
-        if model == "vfu-virtio":
-            devices.append(VfioUser(servers.start("crypto", "--queues", str(queues), *crypto_options).socket))
-            devices.append(VfioUser(servers.start("rpmb").socket))
-        else:
+            ServerGroup(workdir or Path(tmp), log_level=log_level, cwd=str(TOP)) as servers:
+        devices: list[Device] = [VfioUser(Path(servers.start(k.name, *options.get(k.name, ())).socket))
+                                 for k in attached]
+        if model == "qemu-builtin":
             devices.append(QemuBuiltinCrypto())
         result = boot(kit, devices, plan.params(), timeout=timeout, on_line=on_line)
         alive = [s.alive() for s in servers.servers]

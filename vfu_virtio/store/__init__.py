@@ -1,10 +1,10 @@
 """The crash-safe persistent state store shared by every device (one SQLite file, a guard file beside it).
 
-:mod:`.store` -- :class:`Store` (file, schema, transactions, guard file), :class:`Namespace` (one device
-instance, exclusively locked; key/value configuration), errors. :mod:`.rpmb` -- :class:`RpmbState` (RPMB
-key, write counter, data blocks; single-transaction authenticated writes; anti-rollback check).
+:mod:`.store` -- :class:`Store` (file, schema, the device kinds' tables, transactions, guard file),
+:class:`Namespace` (one device instance, exclusively locked; key/value configuration), errors. What a kind
+keeps beyond its configuration lives with the kind (RPMB: ``vfu_virtio.devices.rpmb.persist``); this package
+imports nothing of ``vfu_virtio.devices``.
 """
-from .rpmb import RpmbState
-from .store import (Namespace, Store, StoreError, StoreLocked, StoreRolledBack, open_namespace)
+from .store import Namespace, Store, StoreError, StoreLocked, StoreRolledBack, open_namespace
 
-__all__ = ["Namespace", "RpmbState", "Store", "StoreError", "StoreLocked", "StoreRolledBack", "open_namespace"]
+__all__ = ["Namespace", "Store", "StoreError", "StoreLocked", "StoreRolledBack", "open_namespace"]

@@ -3,22 +3,27 @@
 File ``PATH`` (stdlib ``sqlite3``): created with mode 0600 (SQLite gives ``PATH-wal`` and ``PATH-shm`` the
 same mode), ``journal_mode=WAL`` and ``synchronous=FULL`` (every commit is fsynced into the WAL before
 ``commit`` returns), ``PRAGMA application_id`` = :data:`APPLICATION_ID` and ``PRAGMA user_version`` =
-:data:`SCHEMA_VERSION`. Schema version 1:
+:data:`SCHEMA_VERSION`. Schema version 1, the part every device kind needs:
 
 * ``meta(name, value)``: ``store_id`` = 16 random bytes chosen when the file is created.
 * ``namespace(id, kind, instance)``: one row per device instance (``("crypto", "0")``, ``("rpmb", "a")``);
-  several devices of either personality share one file and never see each other's rows.
+  several devices of any kind share one file and never see each other's rows.
 * ``config(ns, name, value)``: a device's configuration (key/value), so a restarted device presents the
   same configuration space ("identity").
-* ``rpmb_state(ns, auth_key, write_counter)`` and ``rpmb_block(ns, address, data)``: see
-  :mod:`vfu_virtio.store.rpmb`.
+
+A device kind's own tables are its ``store_tables`` (``vfu_virtio.devices.registry.DeviceKind``), given to
+:meth:`Store.open` as ``tables``: ``CREATE TABLE IF NOT EXISTS`` / ``CREATE INDEX IF NOT EXISTS`` statements
+run at every open (anything else is refused with ValueError), so a kind's tables appear the first time one of
+its instances opens the file, and a file that already holds them -- every store made while the RPMB tables
+were part of the fixed schema -- opens unchanged. This module knows no device kind.
 
 Guard file ``PATH-guard`` (mode 0600): one :data:`GUARD_RECORD` of 64 bytes per namespace at offset
 ``64 * namespace id``. That byte range is the namespace's **exclusive lock** (an open-file-description
 lock, ``F_OFD_SETLK``: held for as long as the :class:`Namespace` is open, dropped by the kernel when the
 process dies, and not lost when SQLite closes its own descriptors), so a second process serving the same
-device gets :class:`StoreLocked` instead of two writers. The record also holds the RPMB write counter's
-high-water mark (the anti-rollback witness, see :mod:`vfu_virtio.store.rpmb`).
+device gets :class:`StoreLocked` instead of two writers. The record also holds a high-water mark the
+namespace's kind may keep there: an anti-rollback witness (RPMB: its write counter, see
+``vfu_virtio.devices.rpmb.persist``).
 """
 from __future__ import annotations
 
@@ -26,9 +31,11 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import secrets
 import sqlite3
 import struct
+from typing import Iterable, Mapping
 
 log = logging.getLogger("vfu_virtio.store")
 
@@ -37,7 +44,8 @@ APPLICATION_ID = 0x76667556
 SCHEMA_VERSION = 1
 
 #: Guard record, 64 bytes, big-endian: 4s magic b"VFUG" @0, 16s store_id @4 (meta.store_id of the store
-#: it belongs to), Q high_water @20 (largest RPMB write counter ever committed), 36 bytes zero @28.
+#: it belongs to), Q high_water @20 (largest counter the namespace ever committed, e.g. RPMB's write
+#: counter), 36 bytes zero @28.
 GUARD_RECORD = struct.Struct(">4s16sQ36x")
 GUARD_MAGIC = b"VFUG"
 
@@ -51,15 +59,28 @@ CREATE TABLE namespace(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, instance TEXT
                        UNIQUE(kind, instance));
 CREATE TABLE config(ns INTEGER NOT NULL REFERENCES namespace(id), name TEXT NOT NULL, value NOT NULL,
                     PRIMARY KEY(ns, name)) WITHOUT ROWID;
-CREATE TABLE rpmb_state(ns INTEGER PRIMARY KEY REFERENCES namespace(id),
-                        auth_key BLOB CHECK(auth_key IS NULL OR length(auth_key) = 32),
-                        write_counter INTEGER NOT NULL DEFAULT 0
-                            CHECK(write_counter BETWEEN 0 AND 4294967295));
-CREATE TABLE rpmb_block(ns INTEGER NOT NULL REFERENCES namespace(id),
-                        address INTEGER NOT NULL CHECK(address BETWEEN 0 AND 65535),
-                        data BLOB NOT NULL CHECK(length(data) = 256),
-                        PRIMARY KEY(ns, address)) WITHOUT ROWID;
 """
+
+#: What a kind's table statement may be: creating, never replacing or dropping what is there.
+_KIND_STATEMENT = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?(TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s", re.IGNORECASE)
+
+
+def _statements(sql: str) -> list[str]:
+    """The ``;``-separated statements of ``sql`` (no statement of the schemas holds a ``;`` itself)."""
+    return [st for st in sql.split(";") if st.strip()]
+
+
+def kind_statements(tables: Iterable[str]) -> list[str]:
+    """The statements of every SQL script in ``tables``; ValueError naming the first one that is not
+    ``CREATE [UNIQUE] TABLE|INDEX IF NOT EXISTS``."""
+    out = []
+    for sql in tables:
+        for st in _statements(sql):
+            if not _KIND_STATEMENT.match(st):
+                raise ValueError("a device kind's store tables must be created with CREATE TABLE IF NOT EXISTS "
+                                 f"(or CREATE INDEX IF NOT EXISTS), not: {' '.join(st.split())[:80]}")
+            out.append(st)
+    return out
 
 
 class StoreError(Exception):
@@ -71,7 +92,8 @@ class StoreLocked(StoreError):
 
 
 class StoreRolledBack(StoreError):
-    """The store holds an older RPMB write counter than its guard record: an old copy was restored."""
+    """The store holds an older counter than the namespace's guard record (e.g. RPMB's write counter): an
+    old copy of the store was restored."""
 
 
 class Store:
@@ -85,11 +107,14 @@ class Store:
         self._open: dict[int, Namespace] = {}
 
     @classmethod
-    def open(cls, path: str) -> "Store":
-        """Open (creating with mode 0600 if absent) the store at ``path``.
+    def open(cls, path: str, tables: Iterable[str] = ()) -> "Store":
+        """Open (creating with mode 0600 if absent) the store at ``path`` and create the device kinds'
+        ``tables`` (SQL scripts of ``CREATE ... IF NOT EXISTS`` statements) that it does not hold yet.
 
-        Raises :class:`StoreError` if the file is not a vfu-virtio store or has a newer schema.
+        Raises :class:`StoreError` if the file is not a vfu-virtio store or has a newer schema, ValueError
+        (before touching the file) for a table statement of another form.
         """
+        statements = kind_statements(tables)
         path = os.path.abspath(path)
         try:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -99,7 +124,7 @@ class Store:
         try:
             db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             try:
-                store_id = cls._prepare(db, path)
+                store_id = cls._prepare(db, path, statements)
             except BaseException:
                 db.close()
                 raise
@@ -112,7 +137,7 @@ class Store:
         return cls(path, db, guard_fd, store_id)
 
     @staticmethod
-    def _prepare(db: sqlite3.Connection, path: str) -> bytes:
+    def _prepare(db: sqlite3.Connection, path: str, statements: list[str]) -> bytes:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
@@ -122,7 +147,7 @@ class Store:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
             if app_id == 0 and version == 0 and tables == 0:
-                for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would COMMIT
+                for statement in _statements(_SCHEMA):  # executescript would COMMIT
                     db.execute(statement)
                 db.execute("INSERT INTO meta VALUES ('store_id', ?)", (secrets.token_bytes(16),))
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -133,6 +158,8 @@ class Store:
             elif version != SCHEMA_VERSION:
                 raise StoreError(f"state store {path}: schema version {version}, this program knows "
                                  f"{SCHEMA_VERSION} only")
+            for statement in statements:
+                db.execute(statement)
             store_id = db.execute("SELECT value FROM meta WHERE name='store_id'").fetchone()[0]
             db.execute("COMMIT")
         except BaseException:
@@ -221,7 +248,7 @@ class _Transaction:
 class Namespace:
     """One device instance's part of the store, locked for this object's lifetime (until :meth:`close`).
 
-    ``kind`` ("crypto", "rpmb"), ``instance`` (the CLI's ``--instance``), ``id`` (row id; guard offset
+    ``kind`` ("crypto", "rpmb", ...), ``instance`` (the CLI's ``--instance``), ``id`` (row id; guard offset
     ``64 * id``). ``owns_store``: :meth:`close` also closes the :class:`Store` (set by :func:`open_namespace`).
     """
 
@@ -236,32 +263,21 @@ class Namespace:
         return f"Namespace({self.store.path}, {self.kind} instance {self.instance!r})"
 
     def config(self) -> dict[str, int | str]:
-        """The stored configuration (empty for a new instance)."""
-        rows = self.store.db.execute("SELECT name, value FROM config WHERE ns=?", (self.id,))
-        return dict(rows.fetchall())
+        """The stored configuration (empty for a new instance); :class:`StoreError` if it cannot be read."""
+        try:
+            return dict(self.store.db.execute("SELECT name, value FROM config WHERE ns=?", (self.id,)).fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.store.path}: {e}") from e
 
-    def merge_config(self, options: dict[str, int | str | None]) -> dict[str, int | str]:
-        """``options`` merged with the stored configuration (nothing is written): an option given as
-        None takes the stored value (or is left out, so the device default applies); a given value wins,
-        and a change from the stored one is logged."""
-        stored = self.config()
-        merged = {}
-        for name, value in options.items():
-            if value is None:
-                if name in stored:
-                    merged[name] = stored[name]
-                continue
-            if name in stored and stored[name] != value:
-                log.info("%s instance %r: %s changes from the stored %r to %r", self.kind, self.instance,
-                         name, stored[name], value)
-            merged[name] = value
-        return merged
-
-    def save_config(self, values: dict[str, int | str]) -> None:
-        """Store ``values`` (one transaction); names not given keep their stored value."""
-        with self.store.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO config(ns, name, value) VALUES (?, ?, ?)",
-                           [(self.id, k, v) for k, v in values.items()])
+    def save_config(self, values: Mapping[str, int | str]) -> None:
+        """Store ``values`` (one transaction); names not given keep their stored value. :class:`StoreError`
+        (nothing written) if SQLite fails."""
+        try:
+            with self.store.transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO config(ns, name, value) VALUES (?, ?, ?)",
+                               [(self.id, k, v) for k, v in values.items()])
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.store.path}: {e}") from e
 
     def close(self) -> None:
         """Unlock the namespace (and close the store if this namespace owns it)."""
@@ -270,9 +286,10 @@ class Namespace:
             self.store.close()
 
 
-def open_namespace(path: str, kind: str, instance: str) -> Namespace:
-    """Open the store at ``path`` and lock one namespace; closing the namespace closes the store."""
-    store = Store.open(path)
+def open_namespace(path: str, kind: str, instance: str, tables: Iterable[str] = ()) -> Namespace:
+    """Open the store at ``path`` (creating ``tables`` as :meth:`Store.open` does) and lock one namespace;
+    closing the namespace closes the store."""
+    store = Store.open(path, tables)
     try:
         ns = store.namespace(kind, instance)
     except BaseException:

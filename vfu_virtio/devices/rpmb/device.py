@@ -44,12 +44,13 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from vfu_virtio.store import RpmbState, StoreError
+from vfu_virtio.abi import rpmb as F
+from vfu_virtio.abi.rpmb import Frame
+from vfu_virtio.store import StoreError
 from vfu_virtio.virtio.chain import DescriptorChain
 from vfu_virtio.virtio.device import VirtioDevice
 
-from . import frame as F
-from .frame import Frame
+from .persist import RpmbState
 from .request import DataRead, DataWrite, GetWriteCounter, Malformed, ProgramKey, ResultRead, parse
 
 MAX_LIMIT = 0xFF  # max_wr_cnt / max_rd_cnt are u8

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .frame import (FRAME_SIZE, VIRTIO_RPMB_REQ_DATA_READ, VIRTIO_RPMB_REQ_DATA_WRITE,
-                    VIRTIO_RPMB_REQ_GET_WRITE_COUNTER, VIRTIO_RPMB_REQ_PROGRAM_KEY, VIRTIO_RPMB_REQ_RESULT_READ,
-                    VIRTIO_RPMB_RESP_DATA_READ, VIRTIO_RPMB_RESP_DATA_WRITE, VIRTIO_RPMB_RESP_GET_COUNTER,
-                    VIRTIO_RPMB_RESP_PROGRAM_KEY, Frame)
+from vfu_virtio.abi.rpmb import (FRAME_SIZE, VIRTIO_RPMB_REQ_DATA_READ, VIRTIO_RPMB_REQ_DATA_WRITE,
+                                 VIRTIO_RPMB_REQ_GET_WRITE_COUNTER, VIRTIO_RPMB_REQ_PROGRAM_KEY,
+                                 VIRTIO_RPMB_REQ_RESULT_READ, VIRTIO_RPMB_RESP_DATA_READ, VIRTIO_RPMB_RESP_DATA_WRITE,
+                                 VIRTIO_RPMB_RESP_GET_COUNTER, VIRTIO_RPMB_RESP_PROGRAM_KEY, Frame)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Persistent RPMB state of one device instance: authentication key, write counter, data blocks.
+"""Persistent RPMB state of one device instance: its store tables and :class:`RpmbState` (authentication key,
+write counter, data blocks).
 
-Tables (schema 1, see :mod:`vfu_virtio.store.store`):
+Tables (:data:`TABLES`, registered with the store through the kind's ``store_tables``; the store creates
+them with ``CREATE TABLE IF NOT EXISTS``, so a store made before they moved here opens unchanged):
 
 * ``rpmb_state(ns, auth_key, write_counter)``: ``auth_key`` NULL until PROGRAM_KEY succeeds, then the
   32-byte key for good (RPMB-33: one-time programmable, never returned by this module's users);
@@ -38,12 +40,23 @@ import logging
 import sqlite3
 from typing import Sequence
 
-from .store import Namespace, StoreError, StoreRolledBack
+from vfu_virtio.abi.rpmb import BLOCK_SIZE, COUNTER_MAX
+from vfu_virtio.store import Namespace, StoreError, StoreRolledBack
 
-log = logging.getLogger("vfu_virtio.store.rpmb")
+log = logging.getLogger("vfu_virtio.devices.rpmb.persist")
 
-BLOCK_SIZE = 256
-COUNTER_MAX = 0xFFFFFFFF
+#: The RPMB tables (schema of the store file since version 1; ``ns`` is ``namespace.id``).
+TABLES = """
+CREATE TABLE IF NOT EXISTS rpmb_state(ns INTEGER PRIMARY KEY REFERENCES namespace(id),
+                                      auth_key BLOB CHECK(auth_key IS NULL OR length(auth_key) = 32),
+                                      write_counter INTEGER NOT NULL DEFAULT 0
+                                          CHECK(write_counter BETWEEN 0 AND 4294967295));
+CREATE TABLE IF NOT EXISTS rpmb_block(ns INTEGER NOT NULL REFERENCES namespace(id),
+                                      address INTEGER NOT NULL CHECK(address BETWEEN 0 AND 65535),
+                                      data BLOB NOT NULL CHECK(length(data) = 256),
+                                      PRIMARY KEY(ns, address)) WITHOUT ROWID;
+"""
+
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
 
 

@@ -9,6 +9,9 @@ authentication key over bytes 228..511 (``data``, ``nonce``, ``write_counter``, 
 ``block_count``, ``result``, ``req_resp``: 284 bytes) of **every** frame of the request or response,
 concatenated in order; the MAC travels in the ``key_mac`` of the last frame; earlier frames carry zeros
 there (ignored on input).
+
+Side-neutral: the device (``vfu_virtio.devices.rpmb``) and the host-side client (``vfu_virtio.client.rpmb``)
+both build and check frames with this module; it imports nothing of vfu_virtio.
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Host-side RPMB client: builds request chains as a driver does and checks every response.
 
 :class:`RpmbClient` speaks to any ``request(out_bufs, in_sizes) -> (used_len, in_bufs)`` callable: the
-project's virtio-pci driver (:meth:`RpmbClient.connect`, ``vfu_virtio.client.VirtioPciDriver`` queue 0)
-for ``vfu-virtio rpmb-client``, the end-to-end tests and the benchmark, or a device in-process for unit
+project's virtio-pci driver (:meth:`RpmbClient.connect`, :class:`~vfu_virtio.client.virtio_pci.VirtioPciDriver`
+queue 0) for ``vfu-virtio rpmb-client``, the end-to-end tests and the benchmark, or a device in-process for unit
 tests. Each frame travels in its own buffer (RAMB-4, RPMB-D1: frames are never packed);
 PROGRAM_KEY and DATA_WRITE put RESULT_READ in the same chain. Responses are checked as a TEE would:
 response type, echoed nonce (fresh 16 random bytes per read and counter read) and the MAC over all
-response frames (:func:`vfu_virtio.devices.rpmb.frame.verify`, constant time); a mismatch raises
+response frames (:func:`vfu_virtio.abi.rpmb.verify`, constant time); a mismatch raises
 :class:`RpmbResponseError`. Result codes are returned, not raised: callers decide.
 """
 from __future__ import annotations
@@ -14,8 +14,10 @@ from __future__ import annotations
 import secrets
 from typing import Callable, Sequence
 
-from . import frame as F
-from .frame import FRAME_SIZE, Frame
+from vfu_virtio.abi import rpmb as F
+from vfu_virtio.abi.rpmb import FRAME_SIZE, Frame
+
+from .virtio_pci import VirtioPciDriver
 
 Transport = Callable[[Sequence[bytes], Sequence[int]], "tuple[int, list[bytes]]"]
 
@@ -26,7 +28,7 @@ class RpmbResponseError(Exception):
 
 class RpmbClient:
     """RPMB operations over ``request``; ``key`` (32 bytes) signs writes and verifies responses;
-    ``driver`` is the :class:`~vfu_virtio.client.VirtioPciDriver` when made by :meth:`connect`."""
+    ``driver`` is the :class:`VirtioPciDriver` when made by :meth:`connect`."""
 
     def __init__(self, request: Transport, key: bytes | None = None):
         self.request = request
@@ -37,7 +39,6 @@ class RpmbClient:
     def connect(cls, socket_path: str, key: bytes | None = None, timeout: float = 5.0) -> "RpmbClient":
         """Connect to a ``vfu-virtio rpmb`` server and initialise the device (requestq = queue 0); each
         request waits ``timeout`` seconds at most for its completion."""
-        from vfu_virtio.client import VirtioPciDriver
         drv = VirtioPciDriver.connect(socket_path)
         try:
             drv.init()

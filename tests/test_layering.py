@@ -1,0 +1,67 @@
+"""Imports point one way: the store knows no device kind, ``vfu_virtio.abi`` imports nothing else of the project,
+the driver side (``vfu_virtio.client``) nothing of the device side. Read from the source with ``ast`` (imports
+inside functions included), with a negative control for the checker itself."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import TOP
+
+#: package -> the vfu_virtio modules (prefixes) its modules must not import
+RULES = {
+    "vfu_virtio.store": ("vfu_virtio.devices", "vfu_virtio.server", "vfu_virtio.cli", "vfu_virtio.client",
+                         "vfu_virtio.virtio", "vfu_virtio.abi"),
+    "vfu_virtio.abi": ("vfu_virtio.devices", "vfu_virtio.server", "vfu_virtio.cli", "vfu_virtio.client",
+                       "vfu_virtio.virtio", "vfu_virtio.store", "vfu_virtio.pci", "vfu_virtio.libvfio_user",
+                       "vfu_virtio.qemu"),
+    "vfu_virtio.client": ("vfu_virtio.devices", "vfu_virtio.store", "vfu_virtio.server", "vfu_virtio.cli",
+                          "vfu_virtio.libvfio_user"),
+}
+
+
+def imported(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Every module ``source`` (the text of ``module``) imports, relative imports resolved."""
+    package = module if is_package else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join([*base, node.module] if node.module else base)
+            out.add(target)
+            out.update(f"{target}.{alias.name}" for alias in node.names)
+    return out
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    forbidden = next((bad for pkg, bad in RULES.items() if module == pkg or module.startswith(pkg + ".")), ())
+    return sorted(f"{module} imports {name}" for name in imported(source, module, is_package)
+                  if any(name == f or name.startswith(f + ".") for f in forbidden))
+
+
+def project_modules():
+    for path in sorted((TOP / "vfu_virtio").rglob("*.py")):
+        parts = path.relative_to(TOP).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        yield path, ".".join(parts[:-1] if is_package else parts), is_package
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_imports_point_one_way(package):
+    found = [(path, module, pkg) for path, module, pkg in project_modules() if module.startswith(package)]
+    assert found, package
+    bad = [v for path, module, pkg in found for v in violations(Path(path).read_text(), module, pkg)]
+    assert bad == []
+
+
+def test_the_checker_sees_relative_lazy_and_absolute_imports():
+    source = ("from . import store\nfrom .store import Store\n"
+              "def f():\n    from ..devices import registry\n    import vfu_virtio.client.spawn\n")
+    assert violations(source, "vfu_virtio.store.fake") == [
+        "vfu_virtio.store.fake imports vfu_virtio.client.spawn", "vfu_virtio.store.fake imports vfu_virtio.devices",
+        "vfu_virtio.store.fake imports vfu_virtio.devices.registry"]
+    assert violations("from ..abi import rpmb\n", "vfu_virtio.client.fake") == []
