@@ -1,13 +1,14 @@
 """A real Linux guest under QEMU uses the device: vfu-virtio side by side with QEMU's own virtio-crypto-pci.
 
-One boot per device model (a TCG boot is ~8 s), each running every check of ``guest/init``: PCI
+One boot per device configuration (a TCG boot is ~8 s), each running every check of ``guest/init``: PCI
 identity and driver, virtio feature negotiation, the virtio_crypto probe line, /proc/crypto self-tests,
 AF_ALG encryption and decryption through the driver name ``virtio_crypto_aes_cbc`` for 16 B .. 64 KiB
 (recomputed here with ``cryptography``), MSI-X interrupt counts, and all of it again after the guest
 reset the device twice (virtio driver rebind, PCI driver rebind). ``vfu-virtio`` attaches our crypto and
-RPMB servers through vfio-user-pci; ``qemu-builtin`` is QEMU's virtio-crypto-pci on
-cryptodev-backend-builtin (one data queue, the most that backend takes), so every claim is checked
-against the reference too.
+RPMB servers through vfio-user-pci, twice: ``vfu-virtio`` offers VIRTIO_F_RING_PACKED (Linux negotiates it, so
+every check runs over packed virtqueues) and ``vfu-virtio-split`` withholds it (``--ring split``); ``qemu-builtin``
+is QEMU's virtio-crypto-pci on cryptodev-backend-builtin (one data queue, the most that backend takes), so every
+claim is checked against the reference too.
 """
 from __future__ import annotations
 
@@ -17,35 +18,46 @@ import sys
 import pytest
 
 from vfu_virtio.qemu.kit import TOP
-from vfu_virtio.qemu.scenario import MODELS, SIZES, CryptoPlan, run_guest
+from vfu_virtio.qemu.scenario import SIZES, CryptoPlan, run_guest
 
 pytestmark = pytest.mark.guest
 
 QUEUES = 3
 MAX_SIZE = 1 << 21
 PHASES = ("boot", "virtio-rebind", "pci-rebind")
+VIRTIO_F_RING_PACKED = 34
+#: configuration -> (harness model, --ring of every vfu-virtio server)
+CONFIGS = {"vfu-virtio": ("vfu-virtio", "any"), "vfu-virtio-split": ("vfu-virtio", "split"),
+           "qemu-builtin": ("qemu-builtin", None)}
 
 
 @pytest.fixture(scope="module")
 def runs(kit, tmp_path_factory):
-    """Boots on demand, at most once per model for the whole module: {model: (run, plan)}."""
+    """Boots on demand, at most once per configuration for the whole module: {config: (run, plan)}."""
     cache = {}
 
-    def get(model: str):
-        if model not in cache:  # cached even when it failed: one boot per model, failed or not
+    def get(config: str):
+        if config not in cache:  # cached even when it failed: one boot per configuration, failed or not
+            model, ring = CONFIGS[config]
             plan = CryptoPlan.random(key_bytes=32)  # AES-256 here; the demo uses AES-128
-            options = {"crypto": ("--queues", str(QUEUES), "--max-size", str(MAX_SIZE))}
-            cache[model] = run_guest(kit, model, plan, device_options=options,
-                                     workdir=tmp_path_factory.mktemp(model)), plan
-        run, plan = cache[model]
+            ring_opts = ("--ring", ring) if ring else ()
+            options = {"crypto": ("--queues", str(QUEUES), "--max-size", str(MAX_SIZE), *ring_opts),
+                       "rpmb": ring_opts}
+            cache[config] = run_guest(kit, model, plan, device_options=options,
+                                      workdir=tmp_path_factory.mktemp(config)), plan
+        run, plan = cache[config]
         assert run.report.done and run.boot.returncode == 0, run.diagnosis()
         return run, plan
     return get
 
 
-@pytest.fixture(params=MODELS)
+@pytest.fixture(params=CONFIGS)
 def model(request):
     return request.param
+
+
+def ours(model: str) -> bool:
+    return CONFIGS[model][0] == "vfu-virtio"
 
 
 def crypto_function(run) -> dict:
@@ -79,6 +91,9 @@ def test_virtio_pci_binds_in_modern_mode(runs, model):
     assert v["driver"] == "virtio_crypto"
     assert v["pci"] == crypto_function(run)["slot"]
     assert v["features"][32] == "1", v["features"]  # VIRTIO_F_VERSION_1 negotiated
+    if ours(model):  # Linux takes RING_PACKED whenever it is offered
+        packed = "0" if CONFIGS[model][1] == "split" else "1"
+        assert v["features"][VIRTIO_F_RING_PACKED] == packed, v["features"]
     assert int(v["status"], 16) & 0x0F == 0x0F  # ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK
     assert not [line for line in run.report.dmesg() if "legacy" in line]
 
@@ -87,10 +102,10 @@ def test_probe_line_reports_the_configuration(runs, model):
     run, _ = runs(model)
     probes = [line for line in run.report.dmesg() if "virtio_crypto" in line and "max_queues" in line]
     assert len(probes) == len(PHASES), run.report.dmesg()  # one probe per bind
-    queues = QUEUES if model == "vfu-virtio" else 1  # QEMU's builtin backend supports one data queue
+    queues = QUEUES if ours(model) else 1  # QEMU's builtin backend supports one data queue
     expected = f"max_queues: {queues}, max_cipher_key_len: 64, max_auth_key_len: 512, max_size "
     assert all(expected in p for p in probes), probes
-    if model == "vfu-virtio":  # key lengths are CryptoDevice's defaults; max_size is ours to set
+    if ours(model):  # key lengths are CryptoDevice's defaults; max_size is ours to set
         assert all(p.endswith(f"max_size {MAX_SIZE:#x}") for p in probes), probes
 
 
@@ -100,7 +115,7 @@ def test_kernel_selftests_pass_through_the_device(runs, model):
         algs = run.report.algs(phase)
         assert algs["virtio_crypto_aes_cbc"]["name"] == "cbc(aes)"
         assert algs["virtio_crypto_aes_cbc"]["selftest"] == "passed", (phase, algs)
-        if model == "vfu-virtio":  # we offer AKCIPHER RSA; Debian's QEMU builtin backend does not
+        if ours(model):  # we offer AKCIPHER RSA; Debian's QEMU builtin backend does not
             assert algs["virtio-crypto-rsa"]["selftest"] == "passed", (phase, algs)
             assert "virtio-pkcs1-rsa" in algs
         else:
@@ -120,7 +135,7 @@ def test_msix_vectors_carry_the_interrupts(runs, model):
     name = crypto_virtio(run)["name"]
     before, after = run.report.irqs("boot-before"), run.report.irqs("boot-after")
     assert f"{name}-config" in after, after  # a config vector: MSI-X, not the INTx line "virtioN"
-    if model == "vfu-virtio":  # one vector per queue
+    if ours(model):  # one vector per queue
         assert set(after) == {f"{name}-config", f"{name}-controlq"} | {f"{name}-dataq.{i}" for i in range(QUEUES)}
     delta = {n: int(i["count"]) - int(before[n]["count"]) for n, i in after.items()}
     requests = 3 * len(plan.sizes)  # encrypt, decrypt, decrypt back per size; plus session create/destroy

@@ -24,6 +24,7 @@ import click
 
 from .devices import registry
 from .devices.registry import DeviceKind, Option, RegistryError
+from .virtio.transport import RING_CHOICES
 
 log = logging.getLogger("vfu_virtio")
 
@@ -106,6 +107,10 @@ def _common_options() -> list[click.Option]:
         click.Option(["--instance"], default="0", show_default=True,
                      help="Device instance name inside the store (several devices can share one file)."),
         click.Option(["--once"], is_flag=True, help="Exit after the first client disconnects."),
+        click.Option(["--ring", "rings"], type=click.Choice(RING_CHOICES), default="any", show_default=True,
+                     help="Virtqueue formats offered: any (split, or packed when the driver accepts "
+                          "VIRTIO_F_RING_PACKED), split (RING_PACKED withheld), packed (RING_PACKED required: "
+                          "FEATURES_OK is refused without it). A transport setting: not stored."),
     ]
 
 
@@ -119,13 +124,13 @@ def _kind_option(opt: Option) -> click.Option:
 
 def _serve_command(kind: DeviceKind) -> click.Command:
     """``vfu-virtio <kind.name>``: open the instance under the stored-settings rule and serve it."""
-    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, **given) -> None:
+    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, **given) -> None:
         from .store import StoreError
         try:
             device = registry.open_device(kind, state, instance, given)
         except (StoreError, RegistryError, ValueError) as e:
             raise click.ClickException(str(e)) from e
-        _serve(obj, kind, device, socket, once)
+        _serve(obj, kind, device, socket, once, rings)
 
     return click.Command(
         kind.name, callback=click.pass_obj(serve), params=[*_common_options(), *map(_kind_option, kind.options)],
@@ -135,12 +140,13 @@ def _serve_command(kind: DeviceKind) -> click.Command:
              f"--instance.\n\n{kind.summary}.\n\n{SETTINGS_RULE}")
 
 
-def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool) -> None:
+def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str) -> None:
     from .libvfio_user import VfuError
     from .libvfio_user._lib import LibraryNotFound
     from .server import DeviceServer
     try:
-        server = DeviceServer(device, socket, obj["log_level"], pci_class=kind.pci_class)  # realized: the socket listens
+        # realized: the socket listens
+        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class)
     except (VfuError, LibraryNotFound, ValueError) as e:
         device.close()
         raise click.ClickException(str(e)) from e

@@ -185,6 +185,8 @@ class VirtioPciTransport:
         self.queue_select = 0
         self.pending.clear()
         self.device.reset()
+        with self._lock:
+            self._config_snapshot = self.device.config_space()  # a device may reset its config fields too
 
     def quiesce(self, why: str) -> None:
         """Wait until the device holds no request on any queue (their completions stay queued for publication).
