@@ -5,7 +5,7 @@ from __future__ import annotations
 from vfu_virtio.devices.registry import DeviceKind, Option
 from vfu_virtio.store import Namespace
 
-from .device import MAX_QUEUES, VIRTIO_ID_NULL, NullDevice
+from .device import MAX_DELAY_MS, MAX_QUEUES, VIRTIO_ID_NULL, NullDevice
 
 
 def _build(ns: Namespace, **settings) -> NullDevice:
@@ -20,5 +20,7 @@ KIND = DeviceKind(
     summary="test-only loopback: each request's readable bytes are copied into its writable buffers",
     factory=_build,
     options=(Option("--queues", "queues", "Number of virtqueues, all loopback.", 2, range=(1, MAX_QUEUES),
-                    unit="virtqueues"),),
+                    unit="virtqueues"),
+             Option("--delay-ms", "delay_ms", "Requests starting with SLOW complete on a worker thread this much "
+                    "later (0: every request completes at once).", 0, range=(0, MAX_DELAY_MS), unit="ms"),),
 )

@@ -8,6 +8,12 @@ Virtqueues: ``queues`` of them (1..8), all alike. A request's device-readable by
 into its device-writable buffers; used length = bytes written = min(readable, writable) (0 when either part
 is empty).
 
+Asynchronous completion (decision TD-ASYNC), with ``delay_ms`` > 0: a request whose first readable buffer starts with
+the 4 bytes ``b"SLOW"`` is kept; a worker thread completes it (same loopback) ``delay_ms`` milliseconds later, in
+arrival order, while every other request completes at once, so completions come back out of order. The worker
+writes guest memory only when the delay has passed: if the transport did not wait for it before a reset, a DMA
+unmap or a disconnect, the write would land in memory the client took back (and kill the process).
+
 Configuration space, ``struct virtio_null_config``, 12 bytes, little-endian:
 ``le32 queues`` @0 (read-only), ``le32 counter`` @4 (read-only), ``le32 doorbell`` @8 (reads 0). A driver
 write of exactly 4 bytes at offset 8 adds its value to ``counter`` (modulo 2**32) and raises a configuration
@@ -17,13 +23,18 @@ device reset: the transport re-reads the configuration only when the device anno
 """
 from __future__ import annotations
 
+import queue
 import struct
+import threading
+import time
 
 from vfu_virtio.virtio.chain import DescriptorChain
 from vfu_virtio.virtio.device import VirtioDevice
 
 VIRTIO_ID_NULL = 0x3F
 MAX_QUEUES = 8
+MAX_DELAY_MS = 10_000
+SLOW = b"SLOW"
 
 #: struct virtio_null_config, 12 bytes: le32 queues @0, le32 counter @4, le32 doorbell @8.
 VIRTIO_NULL_CONFIG = struct.Struct("<III")
@@ -32,17 +43,23 @@ _LE32 = struct.Struct("<I")
 
 
 class NullDevice(VirtioDevice):
-    """The loopback device (see the module docstring); ``queues`` 1..:data:`MAX_QUEUES` (ValueError otherwise)."""
+    """The loopback device (see the module docstring); ``queues`` 1..:data:`MAX_QUEUES`, ``delay_ms``
+    0..:data:`MAX_DELAY_MS` (ValueError otherwise)."""
 
     device_id = VIRTIO_ID_NULL
     name = "null"
 
-    def __init__(self, queues: int = 2):
+    def __init__(self, queues: int = 2, delay_ms: int = 0):
         super().__init__()
         if not 1 <= queues <= MAX_QUEUES:
             raise ValueError(f"queues must be 1..{MAX_QUEUES}, not {queues}")
+        if not 0 <= delay_ms <= MAX_DELAY_MS:
+            raise ValueError(f"delay_ms must be 0..{MAX_DELAY_MS}, not {delay_ms}")
         self.num_queues = queues
         self.counter = 0
+        self.delay = delay_ms / 1000
+        self._slow: queue.SimpleQueue[DescriptorChain | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
 
     def config_space(self) -> bytes:
         """``struct virtio_null_config`` (12 bytes); the doorbell reads 0."""
@@ -57,8 +74,31 @@ class NullDevice(VirtioDevice):
         self.counter = (self.counter + value) & 0xFFFFFFFF
         self.notify_config_change()
 
-    def handle(self, queue_index: int, chain: DescriptorChain) -> int:
-        """Copy min(readable, writable) bytes; returns that count (the used length)."""
+    def handle(self, queue_index: int, chain: DescriptorChain) -> int | None:
+        """Copy min(readable, writable) bytes and return that count (the used length); a ``SLOW`` request with
+        ``delay_ms`` set returns None and completes later on the worker."""
+        if self.delay and chain.readable and bytes(chain.readable[0][:len(SLOW)]) == SLOW:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run_slow, name="null-slow", daemon=True)
+                self._worker.start()
+            self._slow.put((time.monotonic() + self.delay, chain))
+            return None
+        return self._loopback(chain)
+
+    @staticmethod
+    def _loopback(chain: DescriptorChain) -> int:
         n = min(chain.reader.remaining, chain.writer.capacity)
         chain.writer.write_at(0, chain.reader.take(n))
         return n
+
+    def _run_slow(self) -> None:
+        while (item := self._slow.get()) is not None:
+            due, chain = item
+            time.sleep(max(0.0, due - time.monotonic()))
+            chain.complete(self._loopback(chain))
+
+    def close(self) -> None:
+        """Stop the worker (after what it holds)."""
+        if self._worker is not None:
+            self._slow.put(None)
+            self._worker.join()
