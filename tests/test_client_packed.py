@@ -13,9 +13,14 @@ import random
 import pytest
 
 from vfu_virtio.abi.ring import PackedLayout
+from vfu_virtio.abi.virtio import VIRTIO_F_RING_PACKED
 from vfu_virtio.client.memory import GuestMemory
 from vfu_virtio.client.packed import PackedVirtqueue as Virtqueue
 from vfu_virtio.client.ring import QueueFull, VirtqueueError
+from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, PACKED, VirtioPciDriver
+
+from test_packed_ring import StoreLog
+from test_transport_e2e import CIPHER, encrypt_once
 
 F_NEXT, F_WRITE, F_INDIRECT, F_AVAIL, F_USED = 1, 2, 4, 0x80, 0x8000
 EV_ENABLE, EV_DISABLE, EV_DESC = 0, 1, 2
@@ -85,7 +90,8 @@ class Device:
         """Write a used descriptor at the next used position (flags withheld until :meth:`expose`), skip ``taken``;
         WRITE is set when ``write`` (default: when ``length`` > 0)."""
         pos = self.next_used
-        flags = (F_WRITE if (length > 0 if write is None else write) else 0) | (F_AVAIL | F_USED if self.used_wrap else 0)
+        write = length > 0 if write is None else write
+        flags = (F_WRITE if write else 0) | (F_AVAIL | F_USED if self.used_wrap else 0)
         self.mem.write(self.vq.desc_iova + 16 * pos + 8, le(length, 4) + le(buf_id, 2))
         self.staged.append((pos, flags))
         self.next_used += taken
@@ -181,20 +187,6 @@ def test_batch_is_published_together(mem):
     vq.publish()
     assert [dev.flags(p) for p in (0, 1, 2, 3)] == [0x81, 0x82, 0x80, 0x82]
     assert [dev.pop()[0] for _ in range(3)] == [0, 1, 2] and dev.pop() is None
-
-
-class StoreLog:
-    """Stands in for the driver's 16-bit view of guest memory and records every store (index, value)."""
-
-    def __init__(self, view):
-        self.view, self.stores = view, []
-
-    def __getitem__(self, i):
-        return self.view[i]
-
-    def __setitem__(self, i, value):
-        self.stores.append((i, value))
-        self.view[i] = value
 
 
 def test_publish_stores_first_flags_last_chain_first(mem):
@@ -533,11 +525,6 @@ def test_notification_data(mem):
 def test_crypto_over_packed_rings_end_to_end(serve):
     """``VirtioPciDriver`` negotiates VIRTIO_F_RING_PACKED with ``vfu-virtio crypto`` and runs AES-CBC requests
     on packed queues of 100 entries (not a power of 2)."""
-    from test_transport_e2e import CIPHER, encrypt_once
-
-    from vfu_virtio.abi.virtio import VIRTIO_F_RING_PACKED
-    from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, PACKED, VirtioPciDriver
-
     server = serve("crypto", "--queues", "2")
     drv = VirtioPciDriver.connect(server.socket)
     try:

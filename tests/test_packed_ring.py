@@ -8,36 +8,21 @@ flags are stored in, and both halves of event suppression.
 """
 from __future__ import annotations
 
-import ctypes
-import mmap
 import struct
 
 import pytest
 
 from vfu_virtio.virtio.chain import GuestError
-from vfu_virtio.virtio.memory import GuestMemory
 from vfu_virtio.virtio.packed import PackedRing
 
-BASE = 0x100000
-SIZE = 1 << 20
+from test_virtqueue_walk import BASE, SIZE, guest  # noqa: F401 - the fixture: a device GuestMemory of one mapping
+
 QSZ = 8
 DESC, DRIVER, DEVICE = BASE, BASE + 0x1000, BASE + 0x1004
 DATA = BASE + 0x10000
 TABLE = BASE + 0x20000
 NEXT, WRITE, INDIRECT, AVAIL, USED = 1, 2, 4, 0x80, 0x8000
 EV_ENABLE, EV_DISABLE, EV_DESC = 0, 1, 2
-
-
-@pytest.fixture
-def guest():
-    m = mmap.mmap(-1, SIZE)
-    buf = (ctypes.c_char * SIZE).from_buffer(m)
-    mem = GuestMemory()
-    mem.add(BASE, SIZE, ctypes.addressof(buf), mmap.PROT_READ | mmap.PROT_WRITE)
-    yield mem, m
-    mem.clear()
-    del buf
-    m.close()
 
 
 def put(m, pos, addr, length, buf_id=0, flags=0, table=DESC):

@@ -35,7 +35,7 @@ from vfu_virtio.abi.ring import (PVIRTQ_DESC, RING_EVENT_FLAGS_DESC, RING_EVENT_
                                  event_off_wrap, packed_need_event)
 
 from .memory import GuestMemory
-from .ring import Completion, DriverVirtqueue, VirtqueueError
+from .ring import Completion, DriverVirtqueue
 
 _AVAIL_USED = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED
 
@@ -68,14 +68,13 @@ class PackedVirtqueue(DriverVirtqueue):
         self._dev_desc, self._dev_flags = dev, dev + 1      # device event suppression: desc, flags
         self._ids = list(range(size - 1, -1, -1))  # free Buffer IDs; pop() hands out 0, 1, 2, ...
         self._free_slots = size
-        # Buffer ID -> (token, ring descriptors taken, block iova, [(buffer offset in memfd, size)], writable bytes)
-        self._inflight: dict[int, tuple] = {}
+        # _inflight: Buffer ID -> (token, ring descriptors taken, block iova, [(buffer offset in memfd, size)],
+        # writable bytes)
         self._unpublished: list[tuple[int, int, int]] = []  # (ring position, withheld flags, descriptors) per chain
         self.next_avail, self.avail_wrap = 0, 1
         self.next_used, self.used_wrap = 0, 1
         self._published = (0, 1)           # (next_avail, avail_wrap) as the device can see them
         self._kick_count = 0               # ring descriptors published since the last notification decision
-        self._stash: list[Completion] = []
         if self.event_idx:
             self.set_interrupts(True)      # like a split ring's zeroed used_event: interrupt on the first element
 
@@ -176,8 +175,8 @@ class PackedVirtqueue(DriverVirtqueue):
     # ---- completions --------------------------------------------------------------------------
     def get_used(self, max_items: int | None = None) -> list[Completion]:
         """See :meth:`~.ring.DriverVirtqueue.get_used` (an unknown Buffer ID or a ``len`` beyond the chain's
-        writable bytes raises :class:`VirtqueueError`); with EVENT_IDX, the driver event suppression ``desc`` then
-        names the next used position (its flags are left as :meth:`set_interrupts` set them)."""
+        writable bytes raises :class:`~.ring.VirtqueueError`); with EVENT_IDX, the driver event suppression
+        ``desc`` then names the next used position (its flags are left as :meth:`set_interrupts` set them)."""
         out = self._stash
         self._stash = []
         buf, b16, fl16 = self._buf, self._buf16, self._flags16
@@ -208,18 +207,11 @@ class PackedVirtqueue(DriverVirtqueue):
         self.next_used, self.used_wrap = pos, wrap
         if self.event_idx:
             b16[self._drv_desc] = event_off_wrap(pos, wrap)
-        if error:
-            self._stash = out
-            raise VirtqueueError(f"queue {self.index}: {error}")
-        return out
+        return self._collected(out, error)
 
     def detach_all(self) -> list[Any]:
         """Forget every chain (published or not); the next chain goes where the first unpublished one was."""
-        tokens = []
-        for token, _n, block, _ins, _t in self._inflight.values():
-            self.mem.free(block)
-            tokens.append(token)
-        self._inflight.clear()
+        tokens = self._forget_inflight()
         self._ids = list(range(self.size - 1, -1, -1))
         self._free_slots = self.size
         if self._unpublished:
@@ -227,5 +219,4 @@ class PackedVirtqueue(DriverVirtqueue):
             self._unpublished = []
         self.next_used, self.used_wrap = self.next_avail, self.avail_wrap
         self._kick_count = 0
-        self._stash = []
         return tokens
