@@ -13,6 +13,7 @@ Imports only the side-neutral :mod:`vfu_virtio.abi`; nothing of the device side.
 """
 from .memory import GuestMemory, GuestMemoryError, GuestMemoryFull
 from .ring import Completion, DriverVirtqueue, QueueFull, VirtqueueError, make_virtqueue
+from .packed import PackedVirtqueue
 from .split import SplitVirtqueue
 from .vfio_user import (DeviceInfo, IrqInfo, RegionInfo, VfioUserClient, VfioUserDisconnected, VfioUserError,
                         VfioUserProtocolError, VfioUserTimeout)
@@ -22,7 +23,7 @@ from .virtio_pci import (DEFAULT_DRIVER_FEATURES, DeviceNeedsReset, DriverQueue,
 __all__ = [
     "Completion", "DEFAULT_DRIVER_FEATURES", "DeviceInfo", "DeviceNeedsReset", "DriverQueue", "DriverVirtqueue",
     "FeaturesRejected", "GuestMemory", "GuestMemoryError", "GuestMemoryFull", "IrqInfo", "MsixCap",
-    "PciCapability", "QueueFull", "RegionInfo", "SplitVirtqueue", "VfioUserClient", "VfioUserDisconnected",
-    "VfioUserError", "VfioUserProtocolError", "VfioUserTimeout", "VirtioCap", "VirtioDriverError",
-    "VirtioPciDriver", "VirtioTimeout", "VirtqueueError", "make_virtqueue",
+    "PackedVirtqueue", "PciCapability", "QueueFull", "RegionInfo", "SplitVirtqueue", "VfioUserClient",
+    "VfioUserDisconnected", "VfioUserError", "VfioUserProtocolError", "VfioUserTimeout", "VirtioCap",
+    "VirtioDriverError", "VirtioPciDriver", "VirtioTimeout", "VirtqueueError", "make_virtqueue",
 ]

@@ -65,6 +65,8 @@ class DriverVirtqueue:
         self._buf = mem.buf
         self._buf16 = mem.buf.cast("H")  # le16 fields: one aligned load/store each, never byte by byte
         self._base = mem.iova_base
+        self._inflight: dict[int, tuple] = {}  # chain id -> (token, ..., block iova, ...) as the format keeps it
+        self._stash: list[Completion] = []     # completions gathered before a VirtqueueError, for the next call
         self.closed = False
 
     def _alloc_ring(self, total_bytes: int) -> int:
@@ -184,6 +186,25 @@ class DriverVirtqueue:
         data = [buf[o:o + s].tobytes() for o, s in ins]
         self.mem.free(block)
         return Completion(token, used_len, data)
+
+    def _collected(self, out: list[Completion], error: str | None) -> list[Completion]:
+        """The end of :meth:`get_used`: ``out``, or, after a protocol ``error``, keep ``out`` for the next call and
+        raise :class:`VirtqueueError`."""
+        if error:
+            self._stash = out
+            raise VirtqueueError(f"queue {self.index}: {error}")
+        return out
+
+    def _forget_inflight(self) -> list[Any]:
+        """Free the buffers of every chain in flight and forget them; returns their tokens (token first and block
+        iova third in each in-flight entry)."""
+        tokens = []
+        for entry in self._inflight.values():
+            self.mem.free(entry[2])
+            tokens.append(entry[0])
+        self._inflight.clear()
+        self._stash = []
+        return tokens
 
     def detach_all(self) -> list[Any]:
         """Forget every in-flight chain (after a device or queue reset); returns their tokens, frees their memory."""

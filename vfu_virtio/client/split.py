@@ -44,12 +44,11 @@ class SplitVirtqueue(DriverVirtqueue):
         self._used_event = self._a + 4 + 2 * size
         self._avail_event = self._u + 4 + 8 * size
         self._free = list(range(size - 1, -1, -1))  # pop() hands out 0, 1, 2, ...
-        # head -> (token, ring descriptor indices, block iova, [(buffer offset in memfd, size)], writable bytes)
-        self._inflight: dict[int, tuple] = {}
+        # _inflight: head -> (token, ring descriptor indices, block iova, [(buffer offset in memfd, size)],
+        # writable bytes)
         self.avail_idx = 0         # driver's shadow of avail.idx (free-running, mod 2**16 on the ring)
         self._kick_old = 0         # avail.idx when the last notification decision was made
         self.last_used = 0         # used.idx value up to which completions were collected
-        self._stash: list[Completion] = []
 
     # ---- state --------------------------------------------------------------------------------
     @property
@@ -165,17 +164,9 @@ class SplitVirtqueue(DriverVirtqueue):
         self.last_used = last
         if self.event_idx:
             self._buf16[self._used_event >> 1] = last
-        if error:
-            self._stash = out
-            raise VirtqueueError(f"queue {self.index}: {error}")
-        return out
+        return self._collected(out, error)
 
     def detach_all(self) -> list[Any]:
-        tokens = []
-        for token, descs, block, _ins, _t in self._inflight.values():
+        for _token, descs, *_rest in self._inflight.values():
             self._free.extend(descs)
-            self.mem.free(block)
-            tokens.append(token)
-        self._inflight.clear()
-        self._stash = []
-        return tokens
+        return self._forget_inflight()

@@ -5,7 +5,8 @@ it is available when its AVAIL flag equals the device's copy of the driver ring 
 not. A chain is the run of descriptors up to the first without VIRTQ_DESC_F_NEXT; its Buffer ID is the ``id`` of
 that last descriptor ("Next Flag: Descriptor Chaining"). An indirect descriptor stands alone in the ring and points
 at a table of ``len/16`` struct pvirtq_desc read in order (only VIRTQ_DESC_F_WRITE is meaningful there; "Indirect
-Flag: Scatter-Gather Support").
+Flag: Scatter-Gather Support"); an entry with VIRTQ_DESC_F_INDIRECT is refused as a nested table, as in a split ring
+(the standard calls the flag reserved there, and no driver may set it).
 
 Used elements are written in completion order at the device's next used position, one per chain, with
 ``id`` = Buffer ID, ``len`` = bytes written, WRITE set when ``len`` > 0, and AVAIL = USED = the device ring wrap
@@ -125,6 +126,9 @@ class PackedRing(DeviceRing):
         total = 0
         for i in range(count):
             a, ln, _id, flags = PVIRTQ_DESC.unpack_from(table, 16 * i)
+            if flags & ~VIRTQ_DESC_F_WRITE:  # reserved here, ignored by the device ("Indirect Flag: ...")
+                self.note("indirect-table-flags", f"queue {self.index}: flags {flags:#x} beyond WRITE in the indirect "
+                                                  f"table of the chain at ring position {start} (ignored)")
             total += ln
             if total > MAX_CHAIN_BYTES:
                 raise GuestError(f"queue {self.index}: indirect chain at ring position {start} exceeds "

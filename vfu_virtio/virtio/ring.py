@@ -15,9 +15,11 @@ trait in Python:
   sequence of "Available Buffer Notification Suppression").
 
 Every walk over guest data is bounded by something the device chose: a chain visits at most queue-size ring
-descriptors, an indirect table at most ``len/16`` entries (and at most :data:`MAX_INDIRECT_DESCRIPTORS`), nested
-indirect tables are refused, a chain's buffers add up to at most :data:`MAX_CHAIN_BYTES`, and a readable
-descriptor after a writable one is refused. Driver behaviour that breaks a driver requirement but that the device
+descriptors, an indirect table at most ``len/16`` entries (and at most :data:`MAX_INDIRECT_DESCRIPTORS`), a
+chain's buffers add up to at most :data:`MAX_CHAIN_BYTES`, and a readable descriptor after a writable one is
+refused. A split ring refuses an indirect descriptor inside an indirect table (as QEMU does); in a packed ring's
+indirect table every flag but WRITE is reserved and ignored by the device ("Indirect Flag: Scatter-Gather
+Support"), so there it is noted and the entry read as a buffer. Driver behaviour that breaks a driver requirement but that the device
 can serve safely is accepted and reported through ``note(check, detail)`` (decision TD-INDIRECT: indirect
 descriptors without VIRTIO_F_INDIRECT_DESC).
 """
