@@ -6,6 +6,12 @@ socket listens), and stops it with SIGTERM at the end of the test; the test fail
 cleanly, left its socket behind or logged a traceback. The servers also serve the test-only device kinds of
 ``tests/devices`` (:data:`SERVER_ENV`: ``tests/`` on ``PYTHONPATH``, ``VFU_VIRTIO_DEVICES=devices.null``).
 
+Every test that starts a server runs once per virtqueue format (fixture ``ring``, "split" and "packed"): the
+servers get ``--ring split`` or ``--ring packed`` (unless the test passes ``--ring`` itself), so whatever the test
+drives through them, with the project's driver (which accepts VIRTIO_F_RING_PACKED whenever it is offered), runs
+on that format. A test whose checks do not depend on the format (no request goes through a ring) is marked
+``ring_neutral`` and runs once, on split.
+
 ``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernel, guest program) for the ``guest`` tests: they
 skip without it, except under CI, where a missing kit is an error.
 """
@@ -36,14 +42,25 @@ def gone(pid: int) -> bool:
     return False
 
 
+RINGS = ("split", "packed")
+
+
+def pytest_generate_tests(metafunc):
+    if "ring" in metafunc.fixturenames:
+        neutral = metafunc.definition.get_closest_marker("ring_neutral") is not None
+        metafunc.parametrize("ring", RINGS[:1] if neutral else RINGS)
+
+
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, ring):
     """Factory: ``serve("crypto", "--queues", "2")`` -> a ready :class:`~vfu_virtio.client.spawn.Server`
     (``socket``, ``state``, ``proc``, ``log()``, ``alive()``, ``start()``, ``stop()``, ``kill()``), stopped and
     checked at teardown. ``state=`` another store, ``name=`` another socket and log name."""
     group = ServerGroup(tmp_path, log_level="debug", env=SERVER_ENV, cwd=str(TOP))
 
     def _serve(kind: str, *args: str, state: Path | None = None, name: str | None = None) -> Server:
+        if "--ring" not in args:
+            args = (*args, "--ring", ring)
         return group.start(kind, *args, name=name, state=str(state) if state else None)
 
     yield _serve

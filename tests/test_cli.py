@@ -3,6 +3,8 @@ stored-settings rule for crypto and RPMB through real server processes, ``qemu-c
 checks, ``--ready-fd``."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import shlex
@@ -67,6 +69,7 @@ def crypto_queues(server) -> int:
         return drv.num_queues
 
 
+@pytest.mark.ring_neutral
 def test_crypto_keeps_stored_settings(serve):
     """Crypto under the rule: a given --queues is stored, a later start without it keeps it, another value
     wins and is stored."""
@@ -83,6 +86,7 @@ def test_crypto_keeps_stored_settings(serve):
     assert crypto_queues(serve("crypto", name="fourth")) == 2
 
 
+@pytest.mark.ring_neutral
 def test_rpmb_keeps_stored_settings_and_its_fixed_capacity(serve, tmp_path):
     first = serve("rpmb", "--capacity", "2", "--max-wr-cnt", "4", name="first")
     assert first.stop() == 0

@@ -13,14 +13,11 @@ import random
 import pytest
 
 from vfu_virtio.abi.ring import PackedLayout
-from vfu_virtio.abi.virtio import VIRTIO_F_RING_PACKED
 from vfu_virtio.client.memory import GuestMemory
 from vfu_virtio.client.packed import PackedVirtqueue as Virtqueue
 from vfu_virtio.client.ring import QueueFull, VirtqueueError
-from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, PACKED, VirtioPciDriver
 
 from test_packed_ring import StoreLog
-from test_transport_e2e import CIPHER, encrypt_once
 
 F_NEXT, F_WRITE, F_INDIRECT, F_AVAIL, F_USED = 1, 2, 4, 0x80, 0x8000
 EV_ENABLE, EV_DISABLE, EV_DESC = 0, 1, 2
@@ -519,21 +516,3 @@ def test_notification_data(mem):
     assert vq.notification_data() == 0x8002  # not published yet
     vq.publish()
     assert vq.notification_data() == 0x0001  # position 1, wrap 0
-
-
-# ---- against a real server ---------------------------------------------------------------------------
-def test_crypto_over_packed_rings_end_to_end(serve):
-    """``VirtioPciDriver`` negotiates VIRTIO_F_RING_PACKED with ``vfu-virtio crypto`` and runs AES-CBC requests
-    on packed queues of 100 entries (not a power of 2)."""
-    server = serve("crypto", "--queues", "2")
-    drv = VirtioPciDriver.connect(server.socket)
-    try:
-        negotiated = drv.init(features_wanted=DEFAULT_DRIVER_FEATURES | PACKED, queue_size=100)
-        assert negotiated & (1 << VIRTIO_F_RING_PACKED)
-        assert all(q.vq.format == "packed" and q.size == 100 for q in drv.queues.values())
-        for _ in range(3):
-            assert encrypt_once(drv) == CIPHER
-        assert drv.queue(0).vq.in_flight == 0
-    finally:
-        drv.close()
-    assert "packed virtqueues" in server.log()

@@ -35,6 +35,7 @@ def walk_caps(cfg: bytes) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.ring_neutral
 def test_identity(client):
     cfg = client.region_read(CFG, 0, 256)
     vendor, device, _cmd, status, rev = struct.unpack_from("<HHHHB", cfg, 0)
@@ -46,6 +47,7 @@ def test_identity(client):
     assert ssvid == 0x1AF4 and ssid >= 0x40
 
 
+@pytest.mark.ring_neutral
 def test_capability_chain(client):
     cfg = client.region_read(CFG, 0, 256)
     chain = walk_caps(cfg)
@@ -70,6 +72,7 @@ def test_capability_chain(client):
     assert (pba & 7, pba & ~7) == (layout.MSIX_BAR, layout.MSIX_PBA_OFFSET)
 
 
+@pytest.mark.ring_neutral
 def test_bars_are_memory_bars(client):
     cfg = client.region_read(CFG, 0, 256)
     for bar, size in ((layout.VIRTIO_BAR, layout.VIRTIO_BAR_SIZE), (layout.MSIX_BAR, layout.MSIX_BAR_SIZE)):
@@ -87,6 +90,7 @@ def test_bars_are_memory_bars(client):
     assert mask & 0xFFFFFFF0 == (~(layout.VIRTIO_BAR_SIZE - 1)) & 0xFFFFFFFF
 
 
+@pytest.mark.ring_neutral
 def test_msix_irq_count_and_pba(client):
     assert client.irq_info(VFIO_PCI_MSIX_IRQ_INDEX).count == 5
     assert client.region_read(layout.MSIX_BAR, layout.MSIX_PBA_OFFSET, 8) == bytes(8)
@@ -96,6 +100,7 @@ def test_msix_irq_count_and_pba(client):
     assert client.region_read(layout.MSIX_BAR, 16, 16) == entry
 
 
+@pytest.mark.ring_neutral
 def test_pci_cfg_access_window(client):
     """"PCI configuration access capability": bar/offset/length select a BAR0 window read through
     pci_cfg_data. Reading num_queues (common cfg offset 18, 2 bytes) through it."""

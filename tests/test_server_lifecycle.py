@@ -26,6 +26,7 @@ def connect(path, patience=10.0):
             time.sleep(0.1)
 
 
+@pytest.mark.ring_neutral
 def test_reconnect_gets_a_fresh_client_slot(serve):
     server = serve("crypto")
     for _ in range(3):
@@ -35,6 +36,7 @@ def test_reconnect_gets_a_fresh_client_slot(serve):
     assert server.alive()
 
 
+@pytest.mark.ring_neutral
 def test_garbage_client_does_not_kill_the_server(serve):
     import socket
     server = serve("crypto")
@@ -51,6 +53,7 @@ def test_garbage_client_does_not_kill_the_server(serve):
                for ln in server.log().splitlines()), server.log()
 
 
+@pytest.mark.ring_neutral
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_cleanly_with_a_client_attached(serve, sig):
     server = serve("crypto")
@@ -103,6 +106,7 @@ def test_help_explains_options():
         assert opt in r.stdout
 
 
+@pytest.mark.ring_neutral
 def test_silent_client_does_not_hang_the_server(serve):
     """A client that connects and never sends the version message is dropped after the receive timeout."""
     import socket

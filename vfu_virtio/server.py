@@ -118,13 +118,6 @@ class DeviceServer:
             self.transport.process_pending()
         self.transport.publish_completions()
 
-    def _wake(self) -> None:
-        """A request completed on another thread: bring the loop round to publish it (thread-safe)."""
-        try:
-            os.write(self._wake_w, b"c")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
-
     def stop(self) -> None:
         """Ask the loop to finish (thread-safe, signal-safe)."""
         self._stop.set()

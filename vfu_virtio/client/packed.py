@@ -91,6 +91,22 @@ class PackedVirtqueue(DriverVirtqueue):
         flags = self._buf16[self._flags16 + 8 * self.next_used]
         return bool(self._stash) or flags & _AVAIL_USED == (_AVAIL_USED if self.used_wrap else 0)
 
+    def used_pending(self) -> int:
+        b16, fl16, inflight, size = self._buf16, self._flags16, self._inflight, self.size
+        pos, wrap = self.next_used, self.used_wrap
+        count = 0
+        while count < len(inflight):
+            if b16[fl16 + 8 * pos] & _AVAIL_USED != (_AVAIL_USED if wrap else 0):
+                break
+            entry = inflight.get(PVIRTQ_DESC.unpack_from(self._buf, self._d + 16 * pos)[2])
+            if entry is None:
+                break
+            count += 1
+            pos += entry[1]
+            if pos >= size:
+                pos, wrap = pos - size, wrap ^ 1
+        return len(self._stash) + count
+
     def describe(self) -> str:
         return (f"next used {self.next_used} wrap {self.used_wrap}, next avail {self.next_avail} "
                 f"wrap {self.avail_wrap}, {self._free_slots} of {self.size} descriptors free")

@@ -90,6 +90,11 @@ class DriverVirtqueue:
         """True if the device published used elements we have not collected."""
         raise NotImplementedError
 
+    def used_pending(self) -> int:
+        """How many used elements the device published that :meth:`get_used` has not collected (a read-only look
+        at the ring; stops at the first element that is not a chain in flight)."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         """The ring indices in a few words (for timeout messages)."""
         raise NotImplementedError

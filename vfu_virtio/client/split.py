@@ -77,6 +77,9 @@ class SplitVirtqueue(DriverVirtqueue):
     def has_used(self) -> bool:
         return bool(self._stash) or self._buf16[self._u_idx >> 1] != self.last_used
 
+    def used_pending(self) -> int:
+        return len(self._stash) + min((self.used_idx - self.last_used) & 0xFFFF, len(self._inflight))
+
     def describe(self) -> str:
         return f"used.idx {self.used_idx}, avail.idx {self.avail_idx}"
 

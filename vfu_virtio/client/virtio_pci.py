@@ -42,11 +42,12 @@ from . import vfio_user as vu
 from .memory import GuestMemory
 from .ring import Completion, DriverVirtqueue, QueueFull, VirtqueueError, make_virtqueue
 
-#: features :meth:`VirtioPciDriver.init` accepts by default (when the device offers them), as Linux does
-DEFAULT_DRIVER_FEATURES = (bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX)
-                           | bit(VIRTIO_F_RING_RESET))
 #: add to the wanted features to drive packed virtqueues ("Packed Virtqueues") when the device offers them
 PACKED = bit(VIRTIO_F_RING_PACKED)
+#: features :meth:`VirtioPciDriver.init` accepts by default (when the device offers them), as Linux does: a
+#: device that offers VIRTIO_F_RING_PACKED gets packed virtqueues
+DEFAULT_DRIVER_FEATURES = (bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX)
+                           | bit(VIRTIO_F_RING_RESET) | PACKED)
 #: transport features this driver implements (anything else is the caller's business)
 SUPPORTED_TRANSPORT_FEATURES = DEFAULT_DRIVER_FEATURES | PACKED | bit(VIRTIO_F_RING_RESET) | \
     bit(VIRTIO_F_NOTIFICATION_DATA) | bit(VIRTIO_F_NOTIF_CONFIG_DATA)
