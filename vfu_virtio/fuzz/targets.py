@@ -61,7 +61,7 @@ def _ring_memory(image: bytes) -> tuple[GuestMemory, C.Array]:
 def _drive_ring(ring_class, data: bytes) -> None:
     """Input: u8 log2(queue size) (mod 16), u8 flags (bit 0 EVENT_IDX, bit 1 INDIRECT_DESC), u16 x3 offsets of
     the three ring parts in the memory, then the memory image. Pops up to :data:`MAX_POPS` chains, reads and
-    writes each whole, completes them, flushes, toggles notifications."""
+    writes each whole, completes and flushes each, toggles notifications."""
     r = Reader(data)
     size = 1 << (r.uint(1) % 16)
     flags = r.uint(1)
@@ -72,16 +72,14 @@ def _drive_ring(ring_class, data: bytes) -> None:
         for _ in range(MAX_POPS):
             chain = ring.pop()
             if chain is None:
-                ring.enable_notifications()
-                if not ring.pending():
-                    break
-                continue
+                break
             data_in = chain.reader.read_all()
             chain.writer.write(data_in[:chain.writer.capacity])
             ring.push(chain, chain.writer.written)
             if ring.flush():
                 ring.disable_notifications()
-        ring.flush()
+        ring.enable_notifications()
+        ring.pending()
     except GuestError:
         pass  # the transport answers this with DEVICE_NEEDS_RESET
     finally:

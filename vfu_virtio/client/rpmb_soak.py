@@ -14,7 +14,9 @@ the server after a random delay (uniform in ``[0, --max-delay]`` seconds), write
 At the end every block written is read back and compared, and the totals are printed: kills, acknowledged writes,
 writes committed while in flight, integrity checks, mismatches. Exit status 0 only when nothing was lost.
 
-    .venv/bin/python benchmarks/rpmb_soak.py [--writes 10000] [--max-delay 0.3] [--seed N] [--dir DIR]
+    scripts/soak-rpmb [--writes 10000] [--max-delay 0.3] [--seed N] [--dir DIR]
+
+``tests/test_rpmb_crash.py`` runs the same kind of round, fewer of them, with :func:`block` and :func:`integrity`.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def block(k: int) -> bytes:
 
 
 def integrity(path: str) -> str:
+    """``PRAGMA integrity_check`` of the SQLite store at ``path`` (``"ok"`` when sound)."""
     db = sqlite3.connect(path)
     try:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
