@@ -4,7 +4,8 @@ A target is one small function ``def name(data: bytes) -> None`` registered with
 ``data`` to the code under test, catches what that code answers a hostile peer with (``GuestError``, a status
 code, a refused message) and lets anything else escape: an escaping exception, a native crash, a hang or a
 leaked fd is a **finding**. ``modules`` names the project modules the target exercises: they are instrumented
-for coverage feedback and their line coverage is what :mod:`vfu_virtio.fuzz.coverage` reports.
+for coverage feedback and their line coverage is what :mod:`vfu_virtio.fuzz.coverage` reports. ``seeds``, if
+given, returns valid inputs the fuzzer starts from (written into a corpus before a run).
 
 The targets live in :mod:`vfu_virtio.fuzz.targets` (imported only once coverage instrumentation is on);
 :mod:`vfu_virtio.fuzz.__main__` runs them under atheris (libFuzzer) for the CI smoke run and for long campaigns
@@ -17,30 +18,42 @@ from dataclasses import dataclass
 from typing import Callable
 
 Target = Callable[[bytes], None]
+Seeds = Callable[[], list[bytes]]
 
 
 @dataclass(frozen=True)
 class FuzzTarget:
     """``name`` (command-line name), ``fn`` (the target), ``modules`` (project modules under test), ``summary``
-    (one line), ``control`` (True for the negative control: a planted crash the smoke run must report)."""
+    (one line), ``seeds`` (valid inputs to start from, or None), ``control`` (True for the negative control: a
+    planted crash the smoke run must report)."""
 
     name: str
     fn: Target
     modules: tuple[str, ...]
     summary: str
+    seeds: Seeds | None = None
     control: bool = False
+
+    def write_seeds(self, corpus) -> int:
+        """Write the seed inputs into directory ``corpus`` (a ``pathlib.Path``) as ``seed-N``; returns how many."""
+        seeds = self.seeds() if self.seeds else []
+        corpus.mkdir(parents=True, exist_ok=True)
+        for i, data in enumerate(seeds):
+            (corpus / f"seed-{i}").write_bytes(data)
+        return len(seeds)
 
 
 TARGETS: dict[str, FuzzTarget] = {}
 
 
-def target(name: str, modules: tuple[str, ...], control: bool = False) -> Callable[[Target], Target]:
+def target(name: str, modules: tuple[str, ...], seeds: Seeds | None = None,
+           control: bool = False) -> Callable[[Target], Target]:
     """Register the decorated function as fuzz target ``name``; its docstring's first line is the summary."""
     def register(fn: Target) -> Target:
         if name in TARGETS:
             raise ValueError(f"fuzz target {name!r} is defined twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        TARGETS[name] = FuzzTarget(name, fn, modules, summary, control)
+        TARGETS[name] = FuzzTarget(name, fn, modules, summary, seeds, control)
         return fn
     return register
 

@@ -9,8 +9,9 @@ Commands::
     coverage TARGET DIR...                 line coverage of TARGET's modules over every input in DIR...
     campaign [--seconds N] [--dir D] [TARGET...]
                                            every target (or those named) for N seconds each (default 120), corpus
-                                           in D/corpus/TARGET, findings in D/findings/TARGET (D default .fuzz,
-                                           git-ignored); prints inputs executed, edges, line coverage and findings
+                                           in D/corpus/TARGET (the target's seeds added), findings in
+                                           D/findings/TARGET (D default .fuzz, git-ignored); prints inputs
+                                           executed, edges, line coverage and findings
 
 A finding is whatever libFuzzer reports: an exception escaping the target, a native crash, an input running
 longer than 10 s (-timeout), or memory above 2 GiB (-rss_limit_mb). It writes the input to the findings
@@ -65,7 +66,7 @@ def campaign(names: list[str], seconds: float, top: Path) -> int:
     rows = []
     for name in names:
         corpus, found = top / "corpus" / name, top / "findings" / name
-        corpus.mkdir(parents=True, exist_ok=True)
+        TARGETS[name].write_seeds(corpus)
         found.mkdir(parents=True, exist_ok=True)
         log_path = top / f"{name}.log"
         runs, cov, ft, deadline = 0, "?", "?", time.monotonic() + seconds

@@ -3,12 +3,13 @@
 libFuzzer's ``cov``/``ft`` counters say how many edges the instrumented bytecode reached, not how much of the
 code that is; this module answers the second question. :func:`replay` runs every input of a corpus through the
 target under ``sys.settrace``, recording the lines executed in the target's modules; :func:`executable_lines`
-takes a module's executable lines from its compiled code objects (``co_lines``). Lines of code that never runs
-under any input (module top level, class bodies) count as executable too, so 100 % is not reachable.
+takes a module's executable lines from the compiled code objects of its functions (``co_lines``): the module's
+top level and class bodies run once at import, not per input, and are not counted.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from types import CodeType
@@ -26,12 +27,13 @@ class ModuleCoverage(NamedTuple):
 
 
 def executable_lines(path: str) -> set[int]:
-    """Line numbers that carry bytecode in the source file ``path`` (every nested code object included)."""
+    """Line numbers that carry bytecode of a function (nested ones included) in the source file ``path``."""
     lines: set[int] = set()
     stack: list[CodeType] = [compile(Path(path).read_text(), path, "exec")]
     while stack:
         code = stack.pop()
-        lines.update(line for _start, _end, line in code.co_lines() if line is not None)
+        if code.co_flags & inspect.CO_NEWLOCALS:  # a function, not the module or a class body
+            lines.update(line for _start, _end, line in code.co_lines() if line is not None)
         stack.extend(c for c in code.co_consts if isinstance(c, CodeType))
     return lines
 

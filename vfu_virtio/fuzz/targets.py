@@ -10,8 +10,9 @@
   frames within the writable room, the write counter never goes back, the key never appears in a response.
 * ``vfio-user``: a real :class:`~vfu_virtio.server.DeviceServer` (libvfio-user, our callbacks, the transport,
   guest memory) in this process; each input is one client connection over a real socket: a version message, then
-  pieces of bytes, each sent with or without an fd (a sealed memfd, an unsealed one, a short one, an eventfd),
-  then the client shuts its end. Oracle: the process holds exactly the fds it held before the connection.
+  pieces of bytes, each sent with or without an fd (a sealed memfd whose first bytes the input also gives, an
+  unsealed one, a short one, an eventfd), then the client shuts its end. Oracle: the process holds exactly the
+  fds it held before the connection.
 * ``planted``: the negative control: a planted crash that every run must report as a finding.
 
 Input layouts are documented on each target. Expected answers to hostile input (GuestError, a refused message,
@@ -30,9 +31,14 @@ import tempfile
 import threading
 
 from vfu_virtio.abi import rpmb as F
+from vfu_virtio.abi.ring import (PVIRTQ_DESC, VIRTQ_DESC, VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
+                                 VIRTQ_DESC_F_WRITE)
+from vfu_virtio.abi.virtio import ACKNOWLEDGE, COMMON_CFG, DRIVER, DRIVER_OK, FEATURES_OK
+from vfu_virtio.client import vfio_user as vu
 from vfu_virtio.devices.rpmb import RpmbDevice
 from vfu_virtio.devices.rpmb.persist import TABLES, RpmbState
 from vfu_virtio.devices.rpmb.request import Malformed, parse
+from vfu_virtio.pci import layout
 from vfu_virtio.server import DeviceServer
 from vfu_virtio.store import open_namespace
 from vfu_virtio.virtio.chain import DescriptorChain, GuestError
@@ -86,19 +92,68 @@ def _drive_ring(ring_class, data: bytes) -> None:
         mem.clear()
 
 
-@target("split-ring", modules=("vfu_virtio.virtio.split", *_RING_MODULES))
+def _image(parts: dict[int, bytes]) -> bytes:
+    """A guest memory image with ``parts`` (offset -> bytes) in place, zeros elsewhere, cut after the last."""
+    out = bytearray(max(off + len(b) for off, b in parts.items()))
+    for off, b in parts.items():
+        out[off:off + len(b)] = b
+    return bytes(out)
+
+
+def _split_image() -> bytes:
+    """A split ring of 8 at 0x0 / 0x100 / 0x200: chain 0 (readable 16 bytes at 0x300, writable 16 at 0x340), chain 2
+    (an indirect table at 0x380 of the same two buffers); avail.idx 2."""
+    a = RING_IOVA
+    table = VIRTQ_DESC.pack(a + 0x300, 16, VIRTQ_DESC_F_NEXT, 1) + VIRTQ_DESC.pack(a + 0x340, 16,
+                                                                                    VIRTQ_DESC_F_WRITE, 0)
+    descs = table + VIRTQ_DESC.pack(a + 0x380, 32, VIRTQ_DESC_F_INDIRECT, 0)
+    return _image({0: descs, 0x100: struct.pack("<HHHH", 0, 2, 0, 2), 0x300: b"fuzz-seed-bytes!", 0x380: table})
+
+
+def _split_seeds() -> list[bytes]:
+    return [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x200) + _split_image() for flags in (0, 1, 2, 3)]
+
+
+def _packed_seeds() -> list[bytes]:
+    """A packed ring of 8: a two-descriptor chain (Buffer ID 5), then an indirect descriptor (Buffer ID 6) to a
+    table of the same two buffers; event suppression structures at 0x100 and 0x104."""
+    a, avail = RING_IOVA, VIRTQ_DESC_F_AVAIL
+    table = PVIRTQ_DESC.pack(a + 0x300, 16, 0, 0) + PVIRTQ_DESC.pack(a + 0x340, 16, 0, VIRTQ_DESC_F_WRITE)
+    ring = (PVIRTQ_DESC.pack(a + 0x300, 16, 5, avail | VIRTQ_DESC_F_NEXT)
+            + PVIRTQ_DESC.pack(a + 0x340, 16, 5, avail | VIRTQ_DESC_F_WRITE)
+            + PVIRTQ_DESC.pack(a + 0x380, 32, 6, avail | VIRTQ_DESC_F_INDIRECT))
+    image = _image({0: ring, 0x300: b"fuzz-seed-bytes!", 0x380: table})
+    return [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x104) + image for flags in (0, 1, 2, 3)]
+
+
+@target("split-ring", modules=("vfu_virtio.virtio.split", *_RING_MODULES), seeds=_split_seeds)
 def split_ring(data: bytes) -> None:
     """Split virtqueue, device side: descriptor chain walk, indirect tables, used ring, event suppression."""
     _drive_ring(SplitRing, data)
 
 
-@target("packed-ring", modules=("vfu_virtio.virtio.packed", *_RING_MODULES))
+@target("packed-ring", modules=("vfu_virtio.virtio.packed", *_RING_MODULES), seeds=_packed_seeds)
 def packed_ring(data: bytes) -> None:
     """Packed virtqueue, device side: descriptor chains, indirect tables, used elements, event suppression."""
     _drive_ring(PackedRing, data)
 
 
-@target("rpmb-frames", modules=("vfu_virtio.devices.rpmb.request", "vfu_virtio.abi.rpmb"))
+def _rpmb_requests() -> list[list[F.Frame]]:
+    """One frame list per request type (program key + result read, counter, write + result read, read, result)."""
+    result_read = F.Frame(req_resp=F.VIRTIO_RPMB_REQ_RESULT_READ)
+    return [[F.Frame(req_resp=F.VIRTIO_RPMB_REQ_PROGRAM_KEY, block_count=1, key_mac=_RpmbBench.KEY), result_read],
+            [F.Frame(req_resp=F.VIRTIO_RPMB_REQ_GET_WRITE_COUNTER, nonce=bytes(range(16)))],
+            [F.Frame(req_resp=F.VIRTIO_RPMB_REQ_DATA_WRITE, block_count=1, address=3, data=b"\x5a" * 256),
+             result_read],
+            [F.Frame(req_resp=F.VIRTIO_RPMB_REQ_DATA_READ, block_count=1, address=3)],
+            [result_read]]
+
+
+def _rpmb_frames_seeds() -> list[bytes]:
+    return [b"".join(f.pack() for f in frames) for frames in _rpmb_requests()]
+
+
+@target("rpmb-frames", modules=("vfu_virtio.devices.rpmb.request", "vfu_virtio.abi.rpmb"), seeds=_rpmb_frames_seeds)
 def rpmb_frames(data: bytes) -> None:
     """RPMB request parsing: any readable bytes of a chain to one request value."""
     request = parse(data)
@@ -120,8 +175,18 @@ class _RpmbBench:
 _rpmb: _RpmbBench | None = None
 
 
+def _rpmb_device_seeds() -> list[bytes]:
+    """Every request of :func:`_rpmb_requests` in one input, the authenticated ones MACed (flag 8), one response
+    frame of room each."""
+    out = b""
+    for frames in _rpmb_requests():
+        out += bytes([1 | (8 if frames[0].req_resp == F.VIRTIO_RPMB_REQ_DATA_WRITE else 0), len(frames)])
+        out += b"".join(f.pack() for f in frames)
+    return [out]
+
+
 @target("rpmb-device", modules=("vfu_virtio.devices.rpmb.device", "vfu_virtio.devices.rpmb.request",
-                                "vfu_virtio.devices.rpmb.persist", "vfu_virtio.abi.rpmb"))
+                                "vfu_virtio.devices.rpmb.persist", "vfu_virtio.abi.rpmb"), seeds=_rpmb_device_seeds)
 def rpmb_device(data: bytes) -> None:
     """RPMB device: request chains handled and committed on a real store (key, counter, blocks)."""
     global _rpmb
@@ -201,7 +266,49 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
-@target("vfio-user", modules=("vfu_virtio.server", "vfu_virtio.libvfio_user.context", "vfu_virtio.virtio.transport",
+def _vfio_user_seeds() -> list[bytes]:
+    """A driver's session as pieces: device info, config space, DMA_MAP of the sealed memfd (holding the split ring
+    of :func:`_split_image`), an MSI-X eventfd, the virtio initialisation through BAR0 (queue 0 on that ring),
+    a kick, the ISR, DMA_UNMAP; then the same with the header of every message cut in two pieces."""
+    msg_id = iter(range(1, 1 << 16))
+
+    def msg(cmd: int, payload: bytes) -> bytes:
+        return vu.VFIO_USER_HEADER.pack(next(msg_id), cmd, 16 + len(payload), 0, 0) + payload
+
+    def bar0_write(offset: int, value: int, width: int) -> bytes:
+        return msg(vu.VFIO_USER_REGION_WRITE, vu.VFIO_USER_REGION_ACCESS.pack(offset, layout.VIRTIO_BAR, width)
+                   + value.to_bytes(width, "little"))
+
+    def common(field: str, value: int) -> bytes:
+        offset, width = COMMON_CFG[field]
+        return bar0_write(layout.COMMON_CFG_OFFSET + offset, value, width)
+
+    a = RING_IOVA
+    session = [
+        (0, msg(vu.VFIO_USER_DEVICE_GET_INFO, vu.VFIO_DEVICE_INFO.pack(16, 0, 0, 0))),
+        (0, msg(vu.VFIO_USER_REGION_READ, vu.VFIO_USER_REGION_ACCESS.pack(0, vu.VFIO_PCI_CONFIG_REGION_INDEX, 256))),
+        (1, msg(vu.VFIO_USER_DMA_MAP, vu.VFIO_USER_DMA_MAP_S.pack(32, 3, 0, a, RING_MEMORY))),
+        (1 | 3 << 1, msg(vu.VFIO_USER_DEVICE_SET_IRQS, vu.VFIO_IRQ_SET.pack(
+            24, vu.VFIO_IRQ_SET_DATA_EVENTFD | vu.VFIO_IRQ_SET_ACTION_TRIGGER, vu.VFIO_PCI_MSIX_IRQ_INDEX, 0, 1))),
+        (0, common("device_status", 0)), (0, common("device_status", ACKNOWLEDGE)),
+        (0, common("device_status", ACKNOWLEDGE | DRIVER)), (0, common("driver_feature_select", 1)),
+        (0, common("driver_feature", 1)),  # VIRTIO_F_VERSION_1 (bit 32)
+        (0, common("device_status", ACKNOWLEDGE | DRIVER | FEATURES_OK)), (0, common("queue_select", 0)),
+        (0, common("queue_size", 8)), (0, common("queue_msix_vector", 0)), (0, common("queue_desc", a)),
+        (0, common("queue_driver", a + 0x100)), (0, common("queue_device", a + 0x200)),
+        (0, common("queue_enable", 1)), (0, common("device_status", ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK)),
+        (0, bar0_write(layout.NOTIFY_OFFSET, 0, 2)),
+        (0, msg(vu.VFIO_USER_REGION_READ, vu.VFIO_USER_REGION_ACCESS.pack(layout.ISR_OFFSET, layout.VIRTIO_BAR, 1))),
+        (0, msg(vu.VFIO_USER_DMA_UNMAP, vu.VFIO_USER_DMA_UNMAP_S.pack(24, 0, a, RING_MEMORY))),
+    ]
+    image = _split_image()
+    whole = b"".join(bytes([c]) + struct.pack("<H", len(m)) + m for c, m in session)
+    cut = b"".join(bytes([c]) + struct.pack("<H", 7) + m[:7] + bytes([0]) + struct.pack("<H", len(m) - 7) + m[7:]
+                   for c, m in session)
+    return [struct.pack("<H", len(image)) + image + pieces for pieces in (whole, cut)]
+
+
+@target("vfio-user", seeds=_vfio_user_seeds, modules=("vfu_virtio.server", "vfu_virtio.libvfio_user.context", "vfu_virtio.virtio.transport",
                               "vfu_virtio.virtio.memory", "vfu_virtio.pci.function", "vfu_virtio.pci.msix"))
 def vfio_user(data: bytes) -> None:
     """vfio-user messages through libvfio-user and the project's callbacks (DMA, regions, IRQs, reset)."""
@@ -219,6 +326,7 @@ def vfio_user(data: bytes) -> None:
         if not bench.server.ctx.attach():
             raise Finding("the server did not attach a connected client")
         r = Reader(data)
+        os.pwrite(bench.fds[0], r.take(r.uint(2)).ljust(RING_MEMORY, b"\0"), 0)  # the guest memory behind fd 0
         while r.left:
             # per piece: u8 control (bit 0: send an fd with it, bits 1-2: which of the four), u16 length, bytes
             control, length = r.uint(1), r.uint(2)
