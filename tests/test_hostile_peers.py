@@ -29,6 +29,7 @@ import pytest
 
 from vfu_virtio.abi.virtio import DEVICE_NEEDS_RESET
 from vfu_virtio.client import DeviceNeedsReset, VfioUserError
+from vfu_virtio.client.memory import memfd
 from vfu_virtio.client.virtio_pci import VirtioPciDriver
 
 HOSTILE_IOVA = 0x4000_0000   # far from the driver's own memory (1 MiB .. 1 MiB + mem_size)
@@ -50,14 +51,6 @@ NULL_PCI_IDS = b"\xf4\x1a\x7f\x10"  # vendor 0x1af4, device 0x107f (virtio id 63
 def dma_map_message(msg_id: int, iova: int, size: int, flags: int = READ_WRITE, offset: int = 0) -> bytes:
     """VFIO_USER_DMA_MAP (cmd 2): argsz le32 = 32, flags le32, offset le64, address le64, size le64."""
     return struct.pack("<HHIII", msg_id, 2, 48, 0, 0) + struct.pack("<IIQQQ", 32, flags, offset, iova, size)
-
-
-def memfd(size: int, seal: bool = True) -> int:
-    fd = os.memfd_create("hostile", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    os.ftruncate(fd, size)
-    if seal:
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
-    return fd
 
 
 def fd_count(pid: int) -> int:

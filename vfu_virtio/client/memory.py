@@ -28,6 +28,20 @@ PAGE_SIZE = mmap.PAGESIZE
 FREE_CACHE_ENTRIES = 1024  # freed blocks kept by size before they are merged into the free list
 
 
+def memfd(size: int, name: str = "vfu-virtio-guest", seal: bool = True) -> int:
+    """A close-on-exec memfd of ``size`` bytes, sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL unless ``seal``
+    is False (the device maps only sealed files: decision TD-DMA-FD). Raises OSError; closes the fd on failure."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        if seal:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class GuestMemoryError(ValueError):
     """An access or free outside what was allocated/mapped (names the address and length)."""
 
@@ -53,10 +67,8 @@ class GuestMemory:
         self.size = size
         self.iova_base = iova_base
         self.iova_end = iova_base + size
-        self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.fd = memfd(size, name)
         try:
-            os.ftruncate(self.fd, size)
-            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
             self._mmap = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(self.fd)

@@ -21,7 +21,6 @@ an in-band status) are caught; anything else escapes and is a finding.
 from __future__ import annotations
 
 import ctypes as C
-import fcntl
 import logging
 import mmap
 import os
@@ -35,6 +34,7 @@ from vfu_virtio.abi.ring import (PVIRTQ_DESC, VIRTQ_DESC, VIRTQ_DESC_F_AVAIL, VI
                                  VIRTQ_DESC_F_WRITE)
 from vfu_virtio.abi.virtio import ACKNOWLEDGE, COMMON_CFG, DRIVER, DRIVER_OK, FEATURES_OK
 from vfu_virtio.client import vfio_user as vu
+from vfu_virtio.client.memory import memfd
 from vfu_virtio.devices.rpmb import RpmbDevice
 from vfu_virtio.devices.rpmb.persist import TABLES, RpmbState
 from vfu_virtio.devices.rpmb.request import Malformed, parse
@@ -241,15 +241,8 @@ class _ServerBench:
     @staticmethod
     def _fd_kinds() -> list[int]:
         """The fds a piece of input may carry: sealed memfd (64 KiB), unsealed memfd, sealed 4 KiB, eventfd."""
-        out = []
-        for size, seal in ((RING_MEMORY, True), (RING_MEMORY, False), (4096, True)):
-            fd = os.memfd_create("vfu-fuzz", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            os.ftruncate(fd, size)
-            if seal:
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
-            out.append(fd)
-        out.append(os.eventfd(0, os.EFD_CLOEXEC))
-        return out
+        return [memfd(RING_MEMORY, "vfu-fuzz"), memfd(RING_MEMORY, "vfu-fuzz", seal=False), memfd(4096, "vfu-fuzz"),
+                os.eventfd(0, os.EFD_CLOEXEC)]
 
 
 _server: _ServerBench | None = None
