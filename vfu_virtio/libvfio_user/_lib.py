@@ -19,9 +19,6 @@ PATCH_SHA256_16 = "b7447fc9e87d1122"
 #: the line native/libvfio-user.sh writes to libvfio-user.commit
 BUILD_STAMP = f"{PINNED_REVISION}+{PATCH_SHA256_16}"
 
-#: DMA regions one client may have mapped at once (libvfio-user's MAX_DMA_REGIONS; a map beyond it fails)
-MAX_DMA_REGIONS = 16
-
 # vfu_trans_t, vfu_dev_type_t, flags
 VFU_TRANS_SOCK = 0
 VFU_DEV_TYPE_PCI = 0
