@@ -1,10 +1,15 @@
 #!/bin/bash
 # Build libvfio-user as a shared library from Debian's qemu *source* package (subprojects/libvfio-user).
-# The binding in vfu_virtio/libvfio_user/ is written for exactly one revision of that tree: PINNED below.
-# Output (git-ignored): $VMKIT/lib/libvfio-user.so.0, $VMKIT/include/vfio-user/*.h, $VMKIT/lib/libvfio-user.commit
-# Needs: meson ninja-build pkg-config gcc libjson-c-dev libcmocka-dev (scripts/setup installs them).
+# The binding in vfu_virtio/libvfio_user/ is written for exactly one revision of that tree: PINNED below, with the
+# project's patch PATCH applied (its header says why). Output (git-ignored): $VMKIT/lib/libvfio-user.so.0,
+# $VMKIT/include/vfio-user/*.h, $VMKIT/lib/libvfio-user.commit (one line: PINNED+<first 16 hex of the patch's
+# sha256>, which the loader checks). `native/libvfio-user.sh --stamp` prints that line and builds nothing.
+# Needs: meson ninja-build pkg-config gcc patch libjson-c-dev libcmocka-dev (scripts/setup installs them).
 set -euo pipefail
 PINNED=0b28d205572c80b568a1003db2c8f37ca333e4d7
+PATCH=$(cd "$(dirname "$0")" && pwd)/libvfio-user-hostile-peers.patch
+STAMP="$PINNED+$(sha256sum < "$PATCH" | cut -c1-16)"
+if [ "${1:-}" = --stamp ]; then echo "$STAMP"; exit 0; fi
 VMKIT=${VMKIT:?VMKIT must be set}
 . "$(dirname "$0")/../scripts/lib/papt.sh"
 S=$VMKIT/src; rm -rf "$S"; mkdir -p "$S"; cd "$S"
@@ -18,11 +23,12 @@ if ! grep -q "revision = $PINNED" "$L.wrap"; then
   echo "the ctypes binding (vfu_virtio/libvfio_user) is written for $PINNED; check the API before re-pinning" >&2
   exit 1
 fi
+patch -p1 --forward --batch --quiet -d "$L" < "$PATCH"
 meson setup "$S/build" "$L" --buildtype=release >/dev/null
 ninja -C "$S/build" lib/libvfio-user.so.0.0.1 >/dev/null
 mkdir -p "$VMKIT/lib" "$VMKIT/include/vfio-user/pci_caps"
 cp -a "$S"/build/lib/libvfio-user.so* "$VMKIT/lib/"
 cp "$L"/include/*.h "$VMKIT/include/vfio-user/"
 cp "$L"/include/pci_caps/*.h "$VMKIT/include/vfio-user/pci_caps/"
-echo "$PINNED" > "$VMKIT/lib/libvfio-user.commit"
+echo "$STAMP" > "$VMKIT/lib/libvfio-user.commit"
 rm -rf "$S"

@@ -29,9 +29,10 @@ from .virtio.transport import VirtioPciTransport
 
 log = logging.getLogger("vfu_virtio.server")
 
-# libvfio-user's blocking receives (the version negotiation after accept, a message body after its
-# header) are interrupted after this long by SIGALRM, so a client that goes silent mid-message cannot
-# hang the device (main thread only: that is where the signal lands).
+# libvfio-user's blocking receives (the version negotiation after accept, the rest of a message whose first
+# bytes arrived: the project's patch assembles a message however its bytes arrive) are interrupted after this
+# long by SIGALRM, armed for each message, so a client that goes silent mid-message is dropped instead of
+# hanging the device (main thread only: that is where the signal lands).
 CLIENT_RECEIVE_TIMEOUT_S = 5.0
 
 
@@ -147,10 +148,7 @@ class DeviceServer:
                     break
                 self.clients += 1
                 log.info("client %d attached", self.clients)
-                self._serve_client()
-                self.transport.reset()  # waits for in-flight requests before the memory goes
-                self.transport.function.reset()
-                self.memory.clear()
+                self.serve_client()
                 if max_clients is not None and self.clients >= max_clients:
                     log.info("client %d gone; device reset; exiting after %d client(s)", self.clients, max_clients)
                     break
@@ -196,6 +194,14 @@ class DeviceServer:
                 log.warning("client refused during attach: %s", e)
         return False
 
+    def serve_client(self) -> None:
+        """Serve the attached client until it goes away (or :meth:`stop`), then reset the device and forget
+        its DMA regions. The caller attached it (``ctx.attach()``)."""
+        self._serve_client()
+        self.transport.reset()  # waits for in-flight requests before the memory goes
+        self.transport.function.reset()
+        self.memory.clear()
+
     def _serve_client(self) -> None:
         fd = self.ctx.poll_fd()
         while not self._stop.is_set():
@@ -204,14 +210,18 @@ class DeviceServer:
             if not ready and not self.transport.pending:
                 continue
             try:
-                with self._deadline():
-                    while self.ctx.run():
-                        self._after_message()
+                while self._run_one():
+                    self._after_message()
             except ConnectionError:
                 return
             except OSError as e:  # the library answered the client with an error, or was interrupted
                 log.warning("vfio-user message handling failed: %s", e)
             self._after_message()
+
+    def _run_one(self) -> int:
+        """Handle at most one vfio-user message, within the receive deadline; 0 when none was waiting."""
+        with self._deadline():
+            return self.ctx.run()
 
     def close(self) -> None:
         """Destroy the libvfio-user context, remove the socket, close the device."""

@@ -8,6 +8,7 @@ Layers, each usable alone:
 - :mod:`.virtio_pci` — :class:`VirtioPciDriver`: discovery, feature negotiation, queues, MSI-X.
 - :mod:`.rpmb` — ``RpmbClient``: RPMB requests and response checks over a driver queue.
 - :mod:`.spawn` — ``Server``/``ServerGroup``: ``vfu-virtio`` server processes with a readiness signal.
+- :mod:`.rpmb_soak` — the RPMB kill soak (``scripts/soak-rpmb``) and the write/check helpers the crash test uses.
 
 Imports only the side-neutral :mod:`vfu_virtio.abi`; nothing of the device side.
 """

@@ -3,7 +3,9 @@
 :class:`GuestMemory` owns the memfd (``os.memfd_create``), our ``mmap`` of it and the allocator of guest
 addresses (IOVAs) inside it. The device server maps the same fd (VFIO_USER_DMA_MAP with the fd passed by
 SCM_RIGHTS), so a byte written through :meth:`GuestMemory.write` is what the device reads at that IOVA,
-with no message on the socket.
+with no message on the socket. The memfd is sealed against shrinking and growing (F_SEAL_SHRINK |
+F_SEAL_GROW | F_SEAL_SEAL, as QEMU's ``memory-backend-memfd`` does): the device maps only sealed fds
+(decision TD-DMA-FD).
 
 Guest addresses span ``[iova_base, iova_base + size)``. ``iova_base`` defaults to 1 MiB so that 0 (and
 small values) are never valid addresses: a driver or device bug that uses address 0 hits unmapped space.
@@ -17,12 +19,27 @@ raises :class:`GuestMemoryError` naming the range.
 from __future__ import annotations
 
 import bisect
+import fcntl
 import mmap
 import os
 
 DEFAULT_IOVA_BASE = 0x100000  # 1 MiB
 PAGE_SIZE = mmap.PAGESIZE
 FREE_CACHE_ENTRIES = 1024  # freed blocks kept by size before they are merged into the free list
+
+
+def memfd(size: int, name: str = "vfu-virtio-guest", seal: bool = True) -> int:
+    """A close-on-exec memfd of ``size`` bytes, sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL unless ``seal``
+    is False (the device maps only sealed files: decision TD-DMA-FD). Raises OSError; closes the fd on failure."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        if seal:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class GuestMemoryError(ValueError):
@@ -50,9 +67,8 @@ class GuestMemory:
         self.size = size
         self.iova_base = iova_base
         self.iova_end = iova_base + size
-        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        self.fd = memfd(size, name)
         try:
-            os.ftruncate(self.fd, size)
             self._mmap = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(self.fd)

@@ -1,8 +1,11 @@
 """Mirror of ``libvfio-user.h`` (API 0.1, revision PINNED_REVISION): constants, structs, prototypes.
 
 Loader order: ``$LIBVFIO_USER_SO`` (a path), then the project's build ``.vmkit/lib/libvfio-user.so.0``
-(``scripts/setup`` builds it). The library must carry the revision this binding was written for: the build
-writes ``libvfio-user.commit`` beside the library and :func:`load_library` refuses any other.
+(``scripts/setup`` builds it). The library must be the build this binding was written for: revision
+``PINNED_REVISION`` with the project's patch ``native/libvfio-user-hostile-peers.patch`` applied (fd-backed DMA
+regions only, EEXIST for a map over a mapped range, no fd leaks, messages assembled from pieces; decision
+TD-DMA-FD). The build writes ``libvfio-user.commit`` beside the library (:data:`BUILD_STAMP`: the revision, ``+``,
+the first 16 hex digits of the patch's sha256) and :func:`load_library` refuses any other.
 """
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ import os
 from pathlib import Path
 
 PINNED_REVISION = "0b28d205572c80b568a1003db2c8f37ca333e4d7"
+#: sha256 of native/libvfio-user-hostile-peers.patch, first 16 hex digits (a test keeps it equal to the file's)
+PATCH_SHA256_16 = "b7447fc9e87d1122"
+#: the line native/libvfio-user.sh writes to libvfio-user.commit
+BUILD_STAMP = f"{PINNED_REVISION}+{PATCH_SHA256_16}"
 
 # vfu_trans_t, vfu_dev_type_t, flags
 VFU_TRANS_SOCK = 0
@@ -131,8 +138,8 @@ _LIB: C.CDLL | None = None
 def load_library() -> C.CDLL:
     """Load libvfio-user once and declare every prototype used by the binding.
 
-    Raises :class:`LibraryNotFound` naming the paths tried, or the revision found if it is not
-    ``PINNED_REVISION`` (read from ``libvfio-user.commit`` beside the library).
+    Raises :class:`LibraryNotFound` naming the paths tried, or the build found if it is not :data:`BUILD_STAMP`
+    (read from ``libvfio-user.commit`` beside the library).
     """
     global _LIB
     if _LIB is not None:
@@ -144,9 +151,9 @@ def load_library() -> C.CDLL:
             continue
         stamp = path.parent / "libvfio-user.commit"
         rev = stamp.read_text().strip() if stamp.exists() else "unknown (no libvfio-user.commit beside it)"
-        if rev != PINNED_REVISION:
-            raise LibraryNotFound(f"{path} is libvfio-user revision {rev}; this binding is written for "
-                                  f"{PINNED_REVISION} (rebuild with scripts/setup)")
+        if rev != BUILD_STAMP:
+            raise LibraryNotFound(f"{path} is libvfio-user build {rev}; this binding is written for {BUILD_STAMP} "
+                                  f"(revision + the project's patch; rebuild with scripts/setup)")
         lib = C.CDLL(str(path), use_errno=True)
         for name, (restype, argtypes) in _PROTOTYPES.items():
             fn = getattr(lib, name)

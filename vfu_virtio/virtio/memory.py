@@ -3,8 +3,13 @@
 Each DMA region the client registers (VFIO_USER_DMA_MAP with an fd) is mapped by libvfio-user; we wrap
 its ``vaddr`` in a zero-copy ``memoryview`` and translate guest addresses (IOVAs) with bounds checks.
 Guest memory is never read through ``vfu_sgl_read``/``vfu_sgl_write`` (the pinned revision's
-message-based path has an address bug). A region mapped without PROT_WRITE is readable only: a
-device-writable buffer there is a guest error, not a SIGSEGV.
+message-based path has an address bug).
+
+No access can fault (decision TD-DMA-FD): the project's patch to libvfio-user maps an fd only if its file backs
+the whole region and is sealed against shrinking, and this module never touches a region it cannot use: one
+mapped without PROT_READ is not accessible, one without PROT_WRITE is readable only (a device-writable buffer
+there is a guest error, not a SIGSEGV), one without an fd (QEMU's guest RAM without ``share=on``) is not
+mappable, and the error says how to start QEMU.
 """
 from __future__ import annotations
 
@@ -15,14 +20,20 @@ import mmap
 from .chain import GuestError
 
 
-class _Region:
-    __slots__ = ("iova", "end", "view", "writable")
+#: What a device access to a DMA region without an fd says: the device cannot reach that memory.
+NO_FD_HINT = ("the client gave no fd for it, so the device cannot reach that memory: start QEMU with shared guest "
+              "RAM, -object memory-backend-memfd,id=mem,size=<RAM size>,share=on -machine memory-backend=mem")
 
-    def __init__(self, iova: int, length: int, view: memoryview | None, writable: bool):
+
+class _Region:
+    __slots__ = ("iova", "end", "view", "writable", "unusable")
+
+    def __init__(self, iova: int, length: int, view: memoryview | None, writable: bool, unusable: str):
         self.iova = iova
         self.end = iova + length
-        self.view = view
+        self.view = view  # None when ``unusable`` says why
         self.writable = writable
+        self.unusable = unusable
 
 
 class GuestMemory:
@@ -40,11 +51,17 @@ class GuestMemory:
         self.generation = 0  # bumped on every unmap: views taken before may be stale
 
     def add(self, iova: int, length: int, vaddr: int | None, prot: int) -> None:
-        """Register a DMA region; ``vaddr`` None means libvfio-user could not map it (no fd)."""
+        """Register a DMA region of ``length`` bytes at guest address ``iova``, mapped at ``vaddr`` with ``prot``
+        (``mmap.PROT_*``); ``vaddr`` None means libvfio-user could not map it (the client gave no fd)."""
         view = None
-        if vaddr:
+        if not vaddr:
+            unusable = NO_FD_HINT
+        elif not prot & mmap.PROT_READ:
+            unusable = "the client mapped it without read permission"
+        else:
+            unusable = ""
             view = memoryview((C.c_char * length).from_address(vaddr)).cast("B")
-        region = _Region(iova, length, view, bool(prot & mmap.PROT_WRITE))
+        region = _Region(iova, length, view, bool(prot & mmap.PROT_WRITE), unusable)
         i = bisect.bisect(self._starts, iova)
         self._regions.insert(i, region)
         self._starts.insert(i, iova)
@@ -79,7 +96,7 @@ class GuestMemory:
         if r is None or addr < r.iova or addr + length > r.end:
             r = self._hit = self._region(addr, length)
         if r.view is None:
-            raise GuestError(f"guest address {addr:#x} is in a DMA region without an fd (not mappable)")
+            raise GuestError(f"guest address {addr:#x} is in DMA region {r.iova:#x}-{r.end:#x}: {r.unusable}")
         if write and not r.writable:
             raise GuestError(f"guest address {addr:#x}+{length} is device-writable but mapped read-only")
         off = addr - r.iova

@@ -1,0 +1,354 @@
+"""The fuzz targets (see :mod:`vfu_virtio.fuzz`): one small function each, registered with ``@target``.
+
+* ``split-ring`` / ``packed-ring``: the device side of a virtqueue (:mod:`vfu_virtio.virtio.split`,
+  :mod:`vfu_virtio.virtio.packed`, the descriptor chain walk and its streams in :mod:`vfu_virtio.virtio.chain`)
+  over a guest memory whose every byte comes from the input: ring layout, descriptors, indirect tables, indexes.
+  The device side pops, reads every readable byte, writes the writable part, pushes and flushes.
+* ``rpmb-frames``: :func:`vfu_virtio.devices.rpmb.request.parse` of any readable bytes.
+* ``rpmb-device``: requests handled by a real :class:`~vfu_virtio.devices.rpmb.RpmbDevice` on a real store;
+  frames can be MACed with the target's key so authenticated paths are reached. Oracles: the used length is whole
+  frames within the writable room, the write counter never goes back, the key never appears in a response.
+* ``vfio-user``: a real :class:`~vfu_virtio.server.DeviceServer` (libvfio-user, our callbacks, the transport,
+  guest memory) in this process; each input is one client connection over a real socket: a version message, then
+  pieces of bytes, each sent with or without an fd (a sealed memfd whose first bytes the input also gives, an
+  unsealed one, a short one, an eventfd), then the client shuts its end. Oracle: the process holds exactly the
+  fds it held before the connection.
+* ``planted``: the negative control: a planted crash that every run must report as a finding.
+
+Input layouts are documented on each target. Expected answers to hostile input (GuestError, a refused message,
+an in-band status) are caught; anything else escapes and is a finding.
+"""
+from __future__ import annotations
+
+import ctypes as C
+import logging
+import mmap
+import os
+import socket
+import struct
+import tempfile
+import threading
+
+from vfu_virtio.abi import rpmb as F
+from vfu_virtio.abi.ring import (PVIRTQ_DESC, VIRTQ_DESC, VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
+                                 VIRTQ_DESC_F_WRITE)
+from vfu_virtio.abi.virtio import ACKNOWLEDGE, COMMON_CFG, DRIVER, DRIVER_OK, FEATURES_OK
+from vfu_virtio.client import vfio_user as vu
+from vfu_virtio.client.memory import memfd
+from vfu_virtio.devices.rpmb import RpmbDevice
+from vfu_virtio.devices.rpmb.persist import TABLES, RpmbState
+from vfu_virtio.devices.rpmb.request import Malformed, parse
+from vfu_virtio.pci import layout
+from vfu_virtio.server import DeviceServer
+from vfu_virtio.store import open_namespace
+from vfu_virtio.virtio.chain import DescriptorChain, GuestError
+from vfu_virtio.virtio.device import VirtioDevice
+from vfu_virtio.virtio.memory import GuestMemory
+from vfu_virtio.virtio.packed import PackedRing
+from vfu_virtio.virtio.split import SplitRing
+
+from . import Finding, Reader, target
+
+RING_IOVA = 0x10000          # guest address of the fuzzed memory
+RING_MEMORY = 64 * 1024      # bytes of fuzzed guest memory
+MAX_POPS = 64                # chains popped per input (a ring may legitimately hold more)
+
+_RING_MODULES = ("vfu_virtio.virtio.ring", "vfu_virtio.virtio.chain", "vfu_virtio.virtio.memory")
+
+
+def _ring_memory(image: bytes) -> tuple[GuestMemory, C.Array]:
+    """A guest memory of one read-write region at :data:`RING_IOVA` holding ``image`` (zero-padded)."""
+    buf = (C.c_char * RING_MEMORY).from_buffer_copy(image[:RING_MEMORY].ljust(RING_MEMORY, b"\0"))
+    mem = GuestMemory()
+    mem.add(RING_IOVA, RING_MEMORY, C.addressof(buf), mmap.PROT_READ | mmap.PROT_WRITE)
+    return mem, buf
+
+
+def _drive_ring(ring_class, data: bytes) -> None:
+    """Input: u8 log2(queue size) (mod 16), u8 flags (bit 0 EVENT_IDX, bit 1 INDIRECT_DESC), u16 x3 offsets of
+    the three ring parts in the memory, then the memory image. Pops up to :data:`MAX_POPS` chains, reads and
+    writes each whole, completes and flushes each, toggles notifications."""
+    r = Reader(data)
+    size = 1 << (r.uint(1) % 16)
+    flags = r.uint(1)
+    addresses = tuple(RING_IOVA + r.uint(2) for _ in range(3))
+    mem, _buf = _ring_memory(r.rest())
+    try:
+        ring = ring_class(mem, 0, size, addresses, bool(flags & 1), bool(flags & 2))
+        for _ in range(MAX_POPS):
+            chain = ring.pop()
+            if chain is None:
+                break
+            data_in = chain.reader.read_all()
+            chain.writer.write(data_in[:chain.writer.capacity])
+            ring.push(chain, chain.writer.written)
+            if ring.flush():
+                ring.disable_notifications()
+        ring.enable_notifications()
+        ring.pending()
+    except GuestError:
+        pass  # the transport answers this with DEVICE_NEEDS_RESET
+    finally:
+        mem.clear()
+
+
+def _image(parts: dict[int, bytes]) -> bytes:
+    """A guest memory image with ``parts`` (offset -> bytes) in place, zeros elsewhere, cut after the last."""
+    out = bytearray(max(off + len(b) for off, b in parts.items()))
+    for off, b in parts.items():
+        out[off:off + len(b)] = b
+    return bytes(out)
+
+
+def _split_image() -> bytes:
+    """A split ring of 8 at 0x0 / 0x100 / 0x200: chain 0 (readable 16 bytes at 0x300, writable 16 at 0x340), chain 2
+    (an indirect table at 0x380 of the same two buffers); avail.idx 2."""
+    a = RING_IOVA
+    table = VIRTQ_DESC.pack(a + 0x300, 16, VIRTQ_DESC_F_NEXT, 1) + VIRTQ_DESC.pack(a + 0x340, 16,
+                                                                                    VIRTQ_DESC_F_WRITE, 0)
+    descs = table + VIRTQ_DESC.pack(a + 0x380, 32, VIRTQ_DESC_F_INDIRECT, 0)
+    return _image({0: descs, 0x100: struct.pack("<HHHH", 0, 2, 0, 2), 0x300: b"fuzz-seed-bytes!", 0x380: table})
+
+
+def _split_seeds() -> list[bytes]:
+    return [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x200) + _split_image() for flags in (0, 1, 2, 3)]
+
+
+def _packed_seeds() -> list[bytes]:
+    """A packed ring of 8: a two-descriptor chain (Buffer ID 5), then an indirect descriptor (Buffer ID 6) to a
+    table of the same two buffers; event suppression structures at 0x100 and 0x104."""
+    a, avail = RING_IOVA, VIRTQ_DESC_F_AVAIL
+    table = PVIRTQ_DESC.pack(a + 0x300, 16, 0, 0) + PVIRTQ_DESC.pack(a + 0x340, 16, 0, VIRTQ_DESC_F_WRITE)
+    ring = (PVIRTQ_DESC.pack(a + 0x300, 16, 5, avail | VIRTQ_DESC_F_NEXT)
+            + PVIRTQ_DESC.pack(a + 0x340, 16, 5, avail | VIRTQ_DESC_F_WRITE)
+            + PVIRTQ_DESC.pack(a + 0x380, 32, 6, avail | VIRTQ_DESC_F_INDIRECT))
+    image = _image({0: ring, 0x300: b"fuzz-seed-bytes!", 0x380: table})
+    return [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x104) + image for flags in (0, 1, 2, 3)]
+
+
+@target("split-ring", modules=("vfu_virtio.virtio.split", *_RING_MODULES), seeds=_split_seeds)
+def split_ring(data: bytes) -> None:
+    """Split virtqueue, device side: descriptor chain walk, indirect tables, used ring, event suppression."""
+    _drive_ring(SplitRing, data)
+
+
+@target("packed-ring", modules=("vfu_virtio.virtio.packed", *_RING_MODULES), seeds=_packed_seeds)
+def packed_ring(data: bytes) -> None:
+    """Packed virtqueue, device side: descriptor chains, indirect tables, used elements, event suppression."""
+    _drive_ring(PackedRing, data)
+
+
+def _rpmb_requests() -> list[list[F.Frame]]:
+    """One frame list per request type (program key + result read, counter, write + result read, read, result)."""
+    result_read = F.Frame(req_resp=F.VIRTIO_RPMB_REQ_RESULT_READ)
+    return [[F.Frame(req_resp=F.VIRTIO_RPMB_REQ_PROGRAM_KEY, block_count=1, key_mac=_RpmbBench.KEY), result_read],
+            [F.Frame(req_resp=F.VIRTIO_RPMB_REQ_GET_WRITE_COUNTER, nonce=bytes(range(16)))],
+            [F.Frame(req_resp=F.VIRTIO_RPMB_REQ_DATA_WRITE, block_count=1, address=3, data=b"\x5a" * 256),
+             result_read],
+            [F.Frame(req_resp=F.VIRTIO_RPMB_REQ_DATA_READ, block_count=1, address=3)],
+            [result_read]]
+
+
+def _rpmb_frames_seeds() -> list[bytes]:
+    return [b"".join(f.pack() for f in frames) for frames in _rpmb_requests()]
+
+
+@target("rpmb-frames", modules=("vfu_virtio.devices.rpmb.request", "vfu_virtio.abi.rpmb"), seeds=_rpmb_frames_seeds)
+def rpmb_frames(data: bytes) -> None:
+    """RPMB request parsing: any readable bytes of a chain to one request value."""
+    request = parse(data)
+    if not isinstance(request, Malformed) and len(data) % F.FRAME_SIZE:
+        raise Finding(f"{len(data)} bytes, not whole frames, parsed as {type(request).__name__}")
+
+
+class _RpmbBench:
+    """One RPMB device (capacity 1: 512 blocks, max_wr_cnt/max_rd_cnt 4) on a store in a temporary directory."""
+
+    KEY = bytes(range(32))
+
+    def __init__(self) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="vfu-fuzz-rpmb-")
+        ns = open_namespace(os.path.join(self.dir.name, "state.db"), "rpmb", "0", [TABLES])
+        self.device = RpmbDevice(RpmbState.open(ns), capacity=1, max_wr_cnt=4, max_rd_cnt=4)
+
+
+_rpmb: _RpmbBench | None = None
+
+
+def _rpmb_device_seeds() -> list[bytes]:
+    """Every request of :func:`_rpmb_requests` in one input, the authenticated ones MACed (flag 8), one response
+    frame of room each."""
+    out = b""
+    for frames in _rpmb_requests():
+        out += bytes([1 | (8 if frames[0].req_resp == F.VIRTIO_RPMB_REQ_DATA_WRITE else 0), len(frames)])
+        out += b"".join(f.pack() for f in frames)
+    return [out]
+
+
+@target("rpmb-device", modules=("vfu_virtio.devices.rpmb.device", "vfu_virtio.devices.rpmb.request",
+                                "vfu_virtio.devices.rpmb.persist", "vfu_virtio.abi.rpmb"), seeds=_rpmb_device_seeds)
+def rpmb_device(data: bytes) -> None:
+    """RPMB device: request chains handled and committed on a real store (key, counter, blocks)."""
+    global _rpmb
+    if _rpmb is None:
+        _rpmb = _RpmbBench()
+    dev = _rpmb.device
+    dev.reset()
+    r = Reader(data)
+    while r.left:
+        # per request: u8 flags (bits 0-2 writable frames, bit 3 MAC the frames with the bench key),
+        # u8 readable frames (mod 6), then that many 512-byte frames (short at the end of the input)
+        flags, nframes = r.uint(1), r.uint(1) % 6
+        raw = r.take(nframes * F.FRAME_SIZE)
+        if flags & 8 and raw and len(raw) % F.FRAME_SIZE == 0:
+            raw = F.seal([F.Frame.unpack(raw, off) for off in range(0, len(raw), F.FRAME_SIZE)], _RpmbBench.KEY)
+        room = bytearray((flags & 7) * F.FRAME_SIZE)
+        before = dev.state.counter
+        chain = DescriptorChain(0, [memoryview(raw)], [memoryview(room)])
+        used = dev.handle(0, chain)
+        dev.commit()
+        if used % F.FRAME_SIZE or not 0 <= used <= len(room):
+            raise Finding(f"used length {used} with {len(room)} writable bytes")
+        if dev.state.counter < before:
+            raise Finding(f"write counter went back from {before} to {dev.state.counter}")
+        if dev.state.key is not None and dev.state.key in bytes(room):
+            raise Finding("the authentication key appeared in a response (RPMB-33)")
+
+
+class _Echo(VirtioDevice):
+    """Loopback device (virtio id 63, two queues): readable bytes copied into the writable part."""
+
+    device_id = 63
+    name = "fuzz-echo"
+    num_queues = 2
+
+    def handle(self, queue_index: int, chain: DescriptorChain) -> int:
+        data = chain.reader.read_all()
+        chain.writer.write(data[:chain.writer.capacity])
+        return chain.writer.written
+
+
+class _ServerBench:
+    """A DeviceServer serving an echo device on a socket in a temporary directory, driven from this thread."""
+
+    def __init__(self) -> None:
+        logging.getLogger("vfu_virtio").setLevel(logging.CRITICAL + 1)
+        self.dir = tempfile.TemporaryDirectory(prefix="vfu-fuzz-server-")
+        self.path = os.path.join(self.dir.name, "fuzz.sock")
+        self.server = DeviceServer(_Echo(), self.path, log_level=logging.CRITICAL)
+        self.fds = self._fd_kinds()
+
+    @staticmethod
+    def _fd_kinds() -> list[int]:
+        """The fds a piece of input may carry: sealed memfd (64 KiB), unsealed memfd, sealed 4 KiB, eventfd."""
+        return [memfd(RING_MEMORY, "vfu-fuzz"), memfd(RING_MEMORY, "vfu-fuzz", seal=False), memfd(4096, "vfu-fuzz"),
+                os.eventfd(0, os.EFD_CLOEXEC)]
+
+
+_server: _ServerBench | None = None
+# "Header" + VFIO_USER_VERSION 0.1 with max_msg_fds 8 (what QEMU's client sends, shortened)
+_VERSION = (struct.pack("<HHIII", 0, 1, 16 + 4 + 35, 0, 0) + struct.pack("<HH", 0, 1)
+            + b'{"capabilities":{"max_msg_fds":8}}\0')
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+
+
+def _vfio_user_seeds() -> list[bytes]:
+    """A driver's session as pieces: device info, config space, DMA_MAP of the sealed memfd (holding the split ring
+    of :func:`_split_image`), an MSI-X eventfd, the virtio initialisation through BAR0 (queue 0 on that ring),
+    a kick, the ISR, DMA_UNMAP; then the same with the header of every message cut in two pieces."""
+    msg_id = iter(range(1, 1 << 16))
+
+    def msg(cmd: int, payload: bytes) -> bytes:
+        return vu.VFIO_USER_HEADER.pack(next(msg_id), cmd, 16 + len(payload), 0, 0) + payload
+
+    def bar0_write(offset: int, value: int, width: int) -> bytes:
+        return msg(vu.VFIO_USER_REGION_WRITE, vu.VFIO_USER_REGION_ACCESS.pack(offset, layout.VIRTIO_BAR, width)
+                   + value.to_bytes(width, "little"))
+
+    def common(field: str, value: int) -> bytes:
+        offset, width = COMMON_CFG[field]
+        return bar0_write(layout.COMMON_CFG_OFFSET + offset, value, width)
+
+    a = RING_IOVA
+    session = [
+        (0, msg(vu.VFIO_USER_DEVICE_GET_INFO, vu.VFIO_DEVICE_INFO.pack(16, 0, 0, 0))),
+        (0, msg(vu.VFIO_USER_REGION_READ, vu.VFIO_USER_REGION_ACCESS.pack(0, vu.VFIO_PCI_CONFIG_REGION_INDEX, 256))),
+        (1, msg(vu.VFIO_USER_DMA_MAP, vu.VFIO_USER_DMA_MAP_S.pack(32, 3, 0, a, RING_MEMORY))),
+        (1 | 3 << 1, msg(vu.VFIO_USER_DEVICE_SET_IRQS, vu.VFIO_IRQ_SET.pack(
+            24, vu.VFIO_IRQ_SET_DATA_EVENTFD | vu.VFIO_IRQ_SET_ACTION_TRIGGER, vu.VFIO_PCI_MSIX_IRQ_INDEX, 0, 1))),
+        (0, common("device_status", 0)), (0, common("device_status", ACKNOWLEDGE)),
+        (0, common("device_status", ACKNOWLEDGE | DRIVER)), (0, common("driver_feature_select", 1)),
+        (0, common("driver_feature", 1)),  # VIRTIO_F_VERSION_1 (bit 32)
+        (0, common("device_status", ACKNOWLEDGE | DRIVER | FEATURES_OK)), (0, common("queue_select", 0)),
+        (0, common("queue_size", 8)), (0, common("queue_msix_vector", 0)), (0, common("queue_desc", a)),
+        (0, common("queue_driver", a + 0x100)), (0, common("queue_device", a + 0x200)),
+        (0, common("queue_enable", 1)), (0, common("device_status", ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK)),
+        (0, bar0_write(layout.NOTIFY_OFFSET, 0, 2)),
+        (0, msg(vu.VFIO_USER_REGION_READ, vu.VFIO_USER_REGION_ACCESS.pack(layout.ISR_OFFSET, layout.VIRTIO_BAR, 1))),
+        (0, msg(vu.VFIO_USER_DMA_UNMAP, vu.VFIO_USER_DMA_UNMAP_S.pack(24, 0, a, RING_MEMORY))),
+    ]
+    image = _split_image()
+    whole = b"".join(bytes([c]) + struct.pack("<H", len(m)) + m for c, m in session)
+    cut = b"".join(bytes([c]) + struct.pack("<H", 7) + m[:7] + bytes([0]) + struct.pack("<H", len(m) - 7) + m[7:]
+                   for c, m in session)
+    return [struct.pack("<H", len(image)) + image + pieces for pieces in (whole, cut)]
+
+
+@target("vfio-user", seeds=_vfio_user_seeds, modules=("vfu_virtio.server", "vfu_virtio.libvfio_user.context", "vfu_virtio.virtio.transport",
+                              "vfu_virtio.virtio.memory", "vfu_virtio.pci.function", "vfu_virtio.pci.msix"))
+def vfio_user(data: bytes) -> None:
+    """vfio-user messages through libvfio-user and the project's callbacks (DMA, regions, IRQs, reset)."""
+    global _server
+    if _server is None:
+        _server = _ServerBench()
+    bench = _server
+    fds_before = len(os.listdir("/proc/self/fd"))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(bench.path)
+    client.sendall(_VERSION)
+    reader = threading.Thread(target=_drain, args=(client,))
+    reader.start()
+    try:
+        if not bench.server.ctx.attach():
+            raise Finding("the server did not attach a connected client")
+        r = Reader(data)
+        os.pwrite(bench.fds[0], r.take(r.uint(2)).ljust(RING_MEMORY, b"\0"), 0)  # the guest memory behind fd 0
+        while r.left:
+            # per piece: u8 control (bit 0: send an fd with it, bits 1-2: which of the four), u16 length, bytes
+            control, length = r.uint(1), r.uint(2)
+            piece = r.take(length)
+            if not piece:
+                break
+            anc = []
+            if control & 1:
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", bench.fds[(control >> 1) & 3]))]
+            try:
+                client.sendmsg([piece], anc)
+            except OSError:
+                break  # the server dropped the connection already
+        client.shutdown(socket.SHUT_WR)
+        bench.server.serve_client()
+    finally:
+        client.close()
+        reader.join()
+    leaked = len(os.listdir("/proc/self/fd")) - fds_before
+    if leaked:
+        raise Finding(f"{leaked} fd(s) left open after the client went away")
+
+
+class PlantedCrash(Exception):
+    """The negative control's planted bug."""
+
+
+@target("planted", modules=("vfu_virtio.fuzz.targets",), control=True)
+def planted(data: bytes) -> None:
+    """Negative control: a parser with a planted crash on inputs that start with b"!"; must be reported."""
+    if data[:1] == b"!":
+        raise PlantedCrash("planted crash reached")
