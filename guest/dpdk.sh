@@ -33,7 +33,8 @@ D=/sys/bus/pci/devices/$BDF
 w_command() { printf "\\$(printf %03o $(( $1 & 0xff )))\\$(printf %03o $(( $1 >> 8 )))" \
                   | dd of=$D/config bs=2 seek=2 count=1 conv=notrunc 2>/dev/null; }
 c0=$(cfg16 $D 4); w_command $(( c0 ^ 0x400 )); c1=$(cfg16 $D 4); w_command $(( c0 ))
-say INTXPROBE command=$c0 toggled=$c1 restored=$(cfg16 $D 4) masking=$([ $(( c0 ^ c1 )) = 1024 ] && echo ok || echo broken)
+say INTXPROBE command=$c0 toggled=$c1 restored=$(cfg16 $D 4) \
+    masking=$([ $(( c0 ^ c1 )) = 1024 ] && echo ok || echo broken)
 
 if [ "$(driver_of $D)" != none ]; then say UNBIND slot=$BDF driver=$(driver_of $D); echo $BDF > $D/driver/unbind; fi
 echo "1af4 1054" > /sys/bus/pci/drivers/uio_pci_generic/new_id
@@ -45,11 +46,16 @@ IRQ_MATCH=uio
 
 echo "$(param hugepages)" > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 mkdir -p /dev/hugepages /var/run; mount -t hugetlbfs nodev /dev/hugepages
-say HUGEPAGES total=$(awk '/HugePages_Total/ {print $2}' /proc/meminfo) free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+say HUGEPAGES $(awk '/HugePages_Total/ {print "total=" $2} /HugePages_Free/ {print "free=" $2}' /proc/meminfo)
 
 # ---- DPDK ------------------------------------------------------------------------------------------------------
 EAL="--iova-mode=pa -a $BDF --file-prefix=vfu --log-level=lib.eal:notice"
-RESULT_LINES='TestCase \[|Test Suite|Tests (Total|Skipped|Executed|Unsupported|Passed|Failed)|^VFU-SHIM|^Test (OK|Failed|Skipped)|lcore id|^ *[0-9]+( +[0-9.]+){7,9} *$|rror|not supported|[Uu]nsupported|[Ff]ailed|Segmentation|Aborted|PANIC'
+# what reaches the console: dpdk-test's cases, suite summaries and verdict, the shim's lines, crypto-perf's
+# result rows (8 columns for verify, 10 for throughput), and errors
+RESULT_LINES='TestCase \[|Test Suite|Tests (Total|Skipped|Executed|Unsupported|Passed|Failed)|^VFU-SHIM'
+RESULT_LINES="$RESULT_LINES|^Test (OK|Failed|Skipped)"
+RESULT_LINES="$RESULT_LINES|lcore id|^ *[0-9]+( +[0-9.]+){7,9} *\$"
+RESULT_LINES="$RESULT_LINES|rror|not supported|[Uu]nsupported|[Ff]ailed|Segmentation|Aborted|PANIC"
 run_step() {  # NAME COMMAND...
     n=$1; shift
     say DPDKSTEP name=$n at=begin
@@ -63,7 +69,8 @@ run_step() {  # NAME COMMAND...
     echo
     say DPDKSTEP name=$n at=end rc=$rc seconds=$(awk -v a=$t0 -v b=$t1 'BEGIN {printf "%.1f", b - a}')
 }
-PERF="--ptest throughput --devtype crypto_virtio --buffer-sz $(param perfsizes) --total-ops $(param ops) --burst-sz $(param burst)"
+PERF="--ptest throughput --devtype crypto_virtio --buffer-sz $(param perfsizes) --total-ops $(param ops)"
+PERF="$PERF --burst-sz $(param burst)"
 VERIFY="--ptest verify --devtype crypto_virtio --test-file /etc/vfu/cperf.data --test-name aes_cbc_128_sha1_hmac"
 VERIFY="$VERIFY --buffer-sz $(param vlen) --total-ops $(param vops) --burst-sz $(param burst)"
 CIPHER="--cipher-algo aes-cbc --cipher-op encrypt --cipher-key-sz 16 --cipher-iv-sz 16"
@@ -87,6 +94,9 @@ virtio_cap() {  # CFG_TYPE -> "BAR OFFSET" of that virtio vendor capability
 }
 bar_addr() { sed -n "$(( $1 + 1 ))p" $D/resource | cut -d' ' -f1; }
 uio_events() { cat /sys/class/uio/$UIO/event; }
+wait_events() {  # N: until uio_pci_generic counted N interrupts since armed, at most 5 s; then a moment more
+    for _ in $(seq 50); do [ $(( $(uio_events) - E0 )) -ge $1 ] && break; sleep 0.1; done; sleep 0.2
+}
 intx_state() { echo "events=$(( $(uio_events) - E0 )) status=$(cfg16 $D 6) command=$(cfg16 $D 4)" \
                     "device_status=$(printf 0x%02x $(devmem $(( COMMON + 20 )) 8))"; }
 intx_check() {
@@ -105,9 +115,10 @@ intx_check() {
     E0=$(uio_events)
     say INTX at=armed $(intx_state) irq=$(cat $D/irq)
     devmem $(( COMMON + 28 )) 16 1                                  # queue_enable
-    sleep 1; say INTX at=fired $(intx_state)
+    wait_events 1; say INTX at=fired $(intx_state)
+    fired=$(( $(uio_events) - E0 ))
     w_command $(( $(cfg16 $D 4) & ~0x400 ))
-    sleep 1; say INTX at=unmasked $(intx_state)
+    wait_events $(( fired + 1 )); say INTX at=unmasked $(intx_state)
     isr=$(printf 0x%02x $(devmem $ISR 8))
     say INTX at=isr-read isr=$isr $(intx_state)
     w_command $(( $(cfg16 $D 4) & ~0x400 ))
@@ -122,11 +133,13 @@ for step in $(param steps | tr , ' '); do
     case $step in
         autotest) run_step autotest env DPDK_TEST=cryptodev_virtio_autotest LD_PRELOAD=/usr/lib/vfu/enotsup.so \
                       dpdk-test -l 0 $EAL ;;
-        verify-cipher) run_step verify-cipher dpdk-test-crypto-perf -l 0,1 $EAL -- $VERIFY --optype cipher-only $CIPHER ;;
+        verify-cipher) run_step verify-cipher dpdk-test-crypto-perf -l 0,1 $EAL -- $VERIFY --optype cipher-only \
+                           $CIPHER ;;
         verify-chain) run_step verify-chain dpdk-test-crypto-perf -l 0,1 $EAL -- $VERIFY --optype cipher-then-auth \
                           $CIPHER $AUTH ;;
         perf-cipher) run_step perf-cipher dpdk-test-crypto-perf -l 0,1 $EAL -- $PERF --optype cipher-only $CIPHER ;;
-        perf-chain) run_step perf-chain dpdk-test-crypto-perf -l 0,1 $EAL -- $PERF --optype cipher-then-auth $CIPHER $AUTH ;;
+        perf-chain) run_step perf-chain dpdk-test-crypto-perf -l 0,1 $EAL -- $PERF --optype cipher-then-auth \
+                        $CIPHER $AUTH ;;
         intx) say DPDKSTEP name=intx at=begin; intx_check; say DPDKSTEP name=intx at=end rc=0 ;;
         *) say ERROR what=unknown-step step=$step ;;
     esac

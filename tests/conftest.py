@@ -9,7 +9,8 @@ cleanly, left its socket behind or logged a traceback. The servers also serve th
 ``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernels, guest programs, DPDK) for the ``guest`` tests: they
 skip without it, except under CI, where a missing kit is an error. :func:`kernel_labels` names the kit's guest
 kernels, ``kernel`` takes each in turn and ``model`` each configuration of a test module's ``SCENARIO``;
-``runs(configuration)`` gives that module's boot on ``kernel``; ``guest_boot(scenario, configuration, kernel)`` boots through
+``runs(configuration)`` gives that module's boot on ``kernel``; ``guest_boot(scenario, configuration, kernel)``
+boots through
 :func:`vfu_virtio.qemu.compare.boot` at most once per session for each triple (a failed boot too), and the end
 of the run prints the checks of every boot side by side (:func:`vfu_virtio.qemu.compare.tables`).
 """

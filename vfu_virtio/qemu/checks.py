@@ -300,8 +300,8 @@ def intx_verdict(stages: Mapping[str, Mapping[str, str]]) -> tuple[bool, str]:
         problems.append("the kernel disabled the line (nobody cared)")
     if problems:
         return False, "; ".join(problems)
-    return True, (f"claimed ({events('fired')}), again on unmask ({events('unmasked')}), ISR {stages['isr-read']['isr']}"
-                  " ends it, line never disabled")
+    return True, (f"claimed ({events('fired')}), again on unmask ({events('unmasked')}), "
+                  f"ISR {stages['isr-read']['isr']} ends it, line never disabled")
 
 
 DPDK_CHECKS = (

@@ -5,8 +5,9 @@ what it saw.
 (or, with ``model="qemu-builtin"``, QEMU's own virtio-crypto-pci for comparison), and prints: the PCI
 functions with the driver bound, the virtio devices, the driver's probe line, the algorithms the kernel
 registered with its self-test results, AF_ALG encryptions and decryptions checked against the host's
-``cryptography``, the kernel's AES test vectors (tcrypt) and keyctl RSA through the device, the MSI-X interrupt
-counts, and whether the device came back after the guest reset it. The exit status is 0 only if everything the guest reported is as expected.
+``cryptography``, the kernel's AES test vectors (tcrypt) and keyctl RSA through the device, the MSI-X
+interrupt counts, and whether the device came back after the guest reset it. The exit status is 0 only if
+everything the guest reported is as expected.
 """
 from __future__ import annotations
 
