@@ -11,7 +11,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from vfu_virtio.qemu import checks, dpdk
+from vfu_virtio.qemu import checks, dpdk, dpdk_checks, linux_checks
 from vfu_virtio.qemu.report import parse
 from vfu_virtio.qemu.scenario import CryptoPlan, GuestRun, _rsa_key
 
@@ -118,6 +118,9 @@ VFU-INTX at=reset events=0 status=0x0010 command=0x0106 device_status=0x00 nobod
 """
 
 
+DPDK = {c.name: c for c in dpdk_checks.CHECKS}
+
+
 def run_of(console: str) -> GuestRun:
     return GuestRun("vfu-virtio", None, parse(console))
 
@@ -170,36 +173,36 @@ def test_perf_rows_and_refusals():
 
 def test_autotest_failures_check_knows_only_the_client_side_failures():
     plan = dpdk.DpdkPlan.random()
-    ok = checks.dpdk_autotest_failures(run_of(AUTOTEST), plan)
+    ok = dpdk_checks.autotest_failures(run_of(AUTOTEST), plan)
     assert ok.status == checks.PASS and "no digest verify" in ok.detail
     broken = AUTOTEST.replace("AES-128-CBC Decryption succeeded", "AES-128-CBC Decryption failed")
-    bad = checks.dpdk_autotest_failures(run_of(broken), plan)
+    bad = dpdk_checks.autotest_failures(run_of(broken), plan)
     assert bad.status == checks.FAIL and "UNEXPLAINED: AES-128-CBC Decryption" in bad.detail
     # test_stats may fail only where the device refused every chained session
     stats = AUTOTEST.replace("fail_tag_corrupt failed", "fail_tag_corrupt failed\nVFU-DPDKOUT  + TestCase [ 3] : "
                              "test_stats failed")
-    assert checks.dpdk_autotest_failures(run_of(stats), plan).status == checks.FAIL
+    assert dpdk_checks.autotest_failures(run_of(stats), plan).status == checks.FAIL
 
 
 def test_perf_checks_tell_refusal_from_failure():
     plan = dpdk.DpdkPlan.random()
     run = run_of(PERF)
-    assert checks.CHECKS["dpdk-verify-chain"].run(run, plan).status == checks.PASS
-    assert checks.CHECKS["dpdk-perf-chain"].run(run, plan).status == checks.UNSUPPORTED
-    assert checks.CHECKS["dpdk-perf-cipher"].run(run, plan).status == checks.FAIL  # 2 of the plan's 4 sizes
+    assert DPDK["dpdk-verify-chain"].run(run, plan).status == checks.PASS
+    assert DPDK["dpdk-perf-chain"].run(run, plan).status == checks.UNSUPPORTED
+    assert DPDK["dpdk-perf-cipher"].run(run, plan).status == checks.FAIL  # 2 of the plan's 4 sizes
     wrong = PERF.replace("24307           0", "24307           3")
-    assert checks.CHECKS["dpdk-verify-chain"].run(run_of(wrong), plan).status == checks.FAIL
+    assert DPDK["dpdk-verify-chain"].run(run_of(wrong), plan).status == checks.FAIL
 
 
 def test_intx_verdict_passes_a_masking_device_and_fails_the_storm():
     good = run_of(INTX_GOOD)
-    assert checks.dpdk_intx(good, None).status == checks.PASS
-    ok, why = checks.intx_verdict(dpdk.intx(parse(INTX_STORM)))
+    assert dpdk_checks.intx(good, None).status == checks.PASS
+    ok, why = dpdk_checks.intx_verdict(dpdk.intx(parse(INTX_STORM)))
     assert not ok
     assert "not claimed and masked by uio_pci_generic" in why and "nobody cared" in why
     no_redelivery = INTX_GOOD.replace("at=unmasked events=2", "at=unmasked events=1")
-    assert "not delivered again" in checks.intx_verdict(dpdk.intx(parse(no_redelivery)))[1]
-    assert checks.dpdk_intx(run_of(INTX_GOOD.splitlines()[0]), None).status == checks.FAIL  # incomplete
+    assert "not delivered again" in dpdk_checks.intx_verdict(dpdk.intx(parse(no_redelivery)))[1]
+    assert dpdk_checks.intx(run_of(INTX_GOOD.splitlines()[0]), None).status == checks.FAIL  # incomplete
 
 
 def test_rsa_check_recomputes_the_signature_and_decrypts():
@@ -220,10 +223,44 @@ def test_rsa_check_recomputes_the_signature_and_decrypts():
 
 def test_table_has_a_row_per_check_and_a_column_per_run():
     plan = dpdk.DpdkPlan.random()
-    text = checks.table(checks.DPDK_CHECKS, {"vfu-virtio (linux-6.1)": (run_of(INTX_GOOD), plan),
+    text = checks.table(dpdk_checks.CHECKS, {"vfu-virtio (linux-6.1)": (run_of(INTX_GOOD), plan),
                                              "qemu-builtin (linux-6.1)": (run_of(INTX_STORM), plan)})
     lines = text.splitlines()
     assert lines[0] == "| check | vfu-virtio (linux-6.1) | qemu-builtin (linux-6.1) |"
-    assert len(lines) == 2 + len(checks.DPDK_CHECKS)
+    assert len(lines) == 2 + len(dpdk_checks.CHECKS)
     (intx,) = [ln for ln in lines if ln.startswith("| forced config interrupt")]
     assert "| pass: claimed (1)" in intx and "| fail: " in intx
+
+
+#: the tcrypt part of a linux-scenario console: the crypto function's queues, tcrypt between two interrupt counts
+TCRYPT = """\
+VFU-VIRTIO phase=boot name=virtio0 device=0x0014 vendor=0x1af4 status=0x0000000f features=0 driver=virtio_crypto pci=x
+VFU-IRQ phase=tcrypt-before irq=24 chip=PCI-MSIX name=virtio0-config count=0
+VFU-IRQ phase=tcrypt-before irq=25 chip=PCI-MSIX name=virtio0-dataq.0 count=99
+VFU-IRQ phase=tcrypt-after irq=24 chip=PCI-MSIX name=virtio0-config count=0
+VFU-IRQ phase=tcrypt-after irq=25 chip=PCI-MSIX name=virtio0-dataq.0 count=926
+VFU-TCRYPTLOG [    6.62] alg: skcipher: failed to allocate transform for xctr(aes): -2
+VFU-TCRYPTLOG [    6.62] alg: self-tests for xctr(aes) using xctr(aes) failed (rc=-2)
+VFU-TCRYPTLOG [    6.62] tcrypt: one or more tests failed!
+VFU-TCRYPT mode=10 rc=1 output=modprobe:_can't_load_module_tcrypt
+"""
+
+
+def test_tcrypt_check_tells_an_absent_mode_from_a_failing_device():
+    ok = linux_checks.tcrypt(run_of(TCRYPT), None)
+    assert ok == checks.Outcome(checks.PASS, "mode=10: 0 failed, 827 virtqueue interrupts; kernel lacks xctr(aes)")
+    wrong = TCRYPT.replace("VFU-TCRYPT mode", "VFU-TCRYPTLOG [    6.70] alg: skcipher: cbc(aes) encryption test "
+                           "failed (wrong result) on test vector 0, cfg=\"in-place\"\nVFU-TCRYPT mode")
+    assert linux_checks.tcrypt(run_of(wrong), None).status == checks.FAIL
+    idle = TCRYPT.replace("count=926", "count=99")  # the vectors never reached the device
+    assert linux_checks.tcrypt(run_of(idle), None).status == checks.FAIL
+
+
+def test_afalg_is_not_applicable_only_where_the_kernel_restricts_it():
+    plan = CryptoPlan(bytes(16), bytes(16), 1, sizes=(16,), reset=False)
+    failed = "VFU-AFALG phase=boot size=16 result=error:bind:2 enc_sha256=none dec_sha256=none\n"
+    assert linux_checks.afalg(run_of(failed), plan).status == checks.FAIL
+    restricted = "VFU-SYSCTL name=crypto.af_alg_restrict value=1\n" + failed
+    assert linux_checks.afalg(run_of(restricted), plan).status == checks.NA
+    assert checks.expected("afalg", "vfu-virtio", run_of(restricted)) == checks.NA
+    assert checks.expected("afalg", "vfu-virtio", run_of(failed)) == checks.PASS

@@ -10,7 +10,7 @@ interrupt counts, and all of it again after the guest reset the device twice (vi
 rebind). The configurations are :data:`vfu_virtio.qemu.compare.SCENARIOS` ``["linux"]``: ``vfu-virtio`` offers
 VIRTIO_F_RING_PACKED (Linux negotiates it), ``vfu-virtio-split`` withholds it (``--ring split``), ``qemu-builtin``
 is QEMU's virtio-crypto-pci on cryptodev-backend-builtin (one data queue, no RSA). Every check of
-:data:`vfu_virtio.qemu.checks.LINUX_CHECKS` must give the outcome :func:`vfu_virtio.qemu.checks.expected` names,
+:data:`vfu_virtio.qemu.linux_checks.CHECKS` must give the outcome :func:`vfu_virtio.qemu.checks.expected` names,
 on every configuration and kernel; the tests below look closer where a check summarizes.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import pytest
 
 from conftest import assert_expected
-from vfu_virtio.qemu import checks, compare
+from vfu_virtio.qemu import compare, linux_checks
 from vfu_virtio.qemu.kit import TOP
 from vfu_virtio.qemu.scenario import SIZES
 
@@ -48,7 +48,7 @@ def crypto_virtio(run, phase: str = "boot") -> dict:
     return dev
 
 
-@pytest.mark.parametrize("check", checks.LINUX_CHECKS, ids=lambda c: c.name)
+@pytest.mark.parametrize("check", linux_checks.CHECKS, ids=lambda c: c.name)
 def test_check_gives_the_expected_outcome(runs, model, check):
     assert_expected(check, model, *runs(model))
 

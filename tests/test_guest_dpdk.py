@@ -5,7 +5,7 @@ One boot per device model and guest kernel (``guest/dpdk.sh``, ~30-45 s under TC
 ``guest/dpdk_enotsup.c``), ``dpdk-test-crypto-perf --ptest verify`` for AES-128-CBC and AES-128-CBC + HMAC-SHA1
 against vectors computed here with ``cryptography``, ``--ptest throughput`` for both, then a config interrupt
 forced onto INTx (DEVICE_NEEDS_RESET from a queue across the end of guest RAM) while uio_pci_generic owns the
-function. Every check of :data:`vfu_virtio.qemu.checks.DPDK_CHECKS` must give the outcome
+function. Every check of :data:`vfu_virtio.qemu.dpdk_checks.CHECKS` must give the outcome
 :func:`vfu_virtio.qemu.checks.expected` names, on both models and every kernel; the tests below look closer at
 what only vfu-virtio's side shows (its log) and at the exact autotest result.
 """
@@ -14,14 +14,14 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_expected
-from vfu_virtio.qemu import checks, compare, dpdk
+from vfu_virtio.qemu import compare, dpdk, dpdk_checks
 
 pytestmark = pytest.mark.guest
 SCENARIO = "dpdk"  # conftest: the ``model`` configurations and ``runs``
 
 
 
-@pytest.mark.parametrize("check", checks.DPDK_CHECKS, ids=lambda c: c.name)
+@pytest.mark.parametrize("check", dpdk_checks.CHECKS, ids=lambda c: c.name)
 def test_check_gives_the_expected_outcome(runs, model, check):
     assert_expected(check, model, *runs(model))
 
@@ -29,9 +29,9 @@ def test_check_gives_the_expected_outcome(runs, model, check):
 def test_autotest_on_vfu_virtio_fails_only_the_two_digest_verify_cases(runs):
     run, _ = runs("vfu-virtio")
     at = dpdk.autotest(dpdk.steps(run.report)["autotest"])
-    assert sorted(c for _s, c in at.result("failed")) == sorted(checks.KNOWN_CLIENT_FAILURES)
+    assert sorted(c for _s, c in at.result("failed")) == sorted(dpdk_checks.KNOWN_CLIENT_FAILURES)
     succeeded = {c for _s, c in at.result("succeeded")}
-    assert set(checks.CIPHER_CASES + checks.CHAIN_CASES + checks.ESN_CASES) <= succeeded
+    assert set(dpdk_checks.CIPHER_CASES + dpdk_checks.CHAIN_CASES + dpdk_checks.ESN_CASES) <= succeeded
     overall = at.suites[dpdk.OVERALL]
     assert (overall["passed"], overall["failed"]) == (len(succeeded), 2) and at.verdict == "Test Failed"
     # the shim only ever turned refusals of auth-only sessions (the PMD's own) into skips: nothing the device refused

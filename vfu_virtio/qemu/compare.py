@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import checks
+from . import checks, dpdk_checks, linux_checks
 from .dpdk import DpdkPlan
 from .kit import GuestKit
 from .scenario import CryptoPlan, GuestRun, run_guest
@@ -36,7 +36,7 @@ SCENARIOS: dict[str, tuple[Config, ...]] = {
               Config("qemu-builtin", "qemu-builtin")),
     "dpdk": (Config("vfu-virtio", "vfu-virtio", "any"), Config("qemu-builtin", "qemu-builtin")),
 }
-CHECKS = {"linux": checks.LINUX_CHECKS, "dpdk": checks.DPDK_CHECKS}
+CHECKS = {"linux": linux_checks.CHECKS, "dpdk": dpdk_checks.CHECKS}
 TIMEOUT = {"linux": 300.0, "dpdk": 900.0}  # seconds per boot
 
 

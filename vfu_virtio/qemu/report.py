@@ -1,4 +1,4 @@
-"""What the guest said: the ``VFU-*`` console markers of ``guest/init``, parsed.
+"""What the guest said: the ``VFU-*`` console markers of ``guest/init`` and its scenario scripts, parsed.
 
 A marker is ``VFU-<TAG> key=value ...``; the tags of :data:`RAW_TAGS` carry one raw line instead (``VFU-DMESG``
 a dmesg line, ``VFU-TCRYPTLOG`` one that tcrypt caused, ``VFU-DPDKOUT`` a result line of a DPDK program). It may
