@@ -2,7 +2,8 @@
 # bound to uio_pci_generic, then a forced config interrupt on INTx while uio_pci_generic owns the function.
 #
 # Binds the first 1af4:1054 function to uio_pci_generic (unbinding virtio-pci where the kernel has it built in),
-# probes PCI 2.3 INTx masking the way the kernel does (toggle Command bit 10 with one 16-bit write, read back),
+# probes PCI 2.3 INTx masking the way the kernel does (toggle Command bit 10 with one 16-bit write, read back;
+# then with a 1-byte write to offset 5),
 # reserves hugepages, then runs the steps of vfu.steps= in order, each under a time limit, between
 # "VFU-DPDKSTEP name=<step> at=begin" and "... at=end rc=<exit> seconds=<s>"; a step's own output goes to a file
 # and only its result lines reach the console, each as "VFU-DPDKOUT <line>" (stdout's, then stderr's; the
@@ -33,8 +34,12 @@ D=/sys/bus/pci/devices/$BDF
 w_command() { printf "\\$(printf %03o $(( $1 & 0xff )))\\$(printf %03o $(( $1 >> 8 )))" \
                   | dd of=$D/config bs=2 seek=2 count=1 conv=notrunc 2>/dev/null; }
 c0=$(cfg16 $D 4); w_command $(( c0 ^ 0x400 )); c1=$(cfg16 $D 4); w_command $(( c0 ))
-say INTXPROBE command=$c0 toggled=$c1 restored=$(cfg16 $D 4) \
-    masking=$([ $(( c0 ^ c1 )) = 1024 ] && echo ok || echo broken)
+# and once more with a single-byte write to Command's high byte (offset 5), as setpci COMMAND.b would
+w_byte5() { printf "\\$(printf %03o $1)" | dd of=$D/config bs=1 seek=5 count=1 conv=notrunc 2>/dev/null; }
+w_byte5 $(( (c0 >> 8) ^ 0x04 )); c2=$(cfg16 $D 4); w_byte5 $(( c0 >> 8 ))
+say INTXPROBE command=$c0 toggled=$c1 byte_toggled=$c2 restored=$(cfg16 $D 4) \
+    masking=$([ $(( c0 ^ c1 )) = 1024 ] && echo ok || echo broken) \
+    byte_write=$([ $(( c0 ^ c2 )) = 1024 ] && echo ok || echo broken)
 
 if [ "$(driver_of $D)" != none ]; then say UNBIND slot=$BDF driver=$(driver_of $D); echo $BDF > $D/driver/unbind; fi
 echo "1af4 1054" > /sys/bus/pci/drivers/uio_pci_generic/new_id

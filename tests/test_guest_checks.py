@@ -264,3 +264,13 @@ def test_afalg_is_not_applicable_only_where_the_kernel_restricts_it():
     assert linux_checks.afalg(run_of(restricted), plan).status == checks.NA
     assert checks.expected("afalg", "vfu-virtio", run_of(restricted)) == checks.NA
     assert checks.expected("afalg", "vfu-virtio", run_of(failed)) == checks.PASS
+
+
+def test_binding_check_needs_both_command_writes_to_work():
+    probe = ("VFU-INTXPROBE command=0x0102 toggled=0x0502 byte_toggled=0x0502 restored=0x0102 masking=ok "
+             "byte_write=ok\nVFU-BIND slot=0000:00:01.0 driver=uio_pci_generic uio=uio0 irq=21\n")
+    assert dpdk_checks.binding(run_of(probe), None).status == checks.PASS
+    refused = probe.replace("byte_toggled=0x0502", "byte_toggled=0x0102").replace("byte_write=ok", "byte_write=broken")
+    assert dpdk_checks.binding(run_of(refused), None).status == checks.FAIL
+    unbound = probe.replace("driver=uio_pci_generic", "driver=none")
+    assert dpdk_checks.binding(run_of(unbound), None).status == checks.FAIL

@@ -44,9 +44,11 @@ def _chaining_refused(at: dpdk.Autotest) -> bool:
 def binding(run: GuestRun, plan) -> Outcome:
     probe = run.report.find("INTXPROBE")
     bind = run.report.find("BIND")
-    ok = bool(probe) and probe[0]["masking"] == "ok" and bool(bind) and bind[0]["driver"] == "uio_pci_generic"
-    return verdict(ok, f"INTx masking probe {probe[0]['masking'] if probe else '?'}, "
-                        f"{bind[0]['driver'] if bind else 'not bound'}")
+    ok = bool(probe) and probe[0]["masking"] == probe[0].get("byte_write") == "ok" and bool(bind) \
+        and bind[0]["driver"] == "uio_pci_generic"
+    return verdict(ok, f"INTx masking probe {probe[0]['masking'] if probe else '?'} (16-bit write), "
+                       f"{probe[0].get('byte_write', '?') if probe else '?'} (1-byte write to offset 5), "
+                       f"{bind[0]['driver'] if bind else 'not bound'}")
 
 
 def _suite_outcome(run: GuestRun, suite: str, cases: tuple[str, ...], refusable: bool) -> Outcome:
@@ -148,7 +150,8 @@ def intx_verdict(stages: Mapping[str, Mapping[str, str]]) -> tuple[bool, str]:
 
 
 CHECKS = (
-    Check("dpdk-binding", "uio_pci_generic binds (PCI 2.3 INTx masking probe)", "dpdk", binding),
+    Check("dpdk-binding", "uio_pci_generic binds (PCI 2.3 INTx masking probe, 16-bit and 1-byte writes)", "dpdk",
+          binding),
     Check("dpdk-cipher", "autotest AES-CBC 128/192/256 (in place, OOP)", "dpdk", autotest_cipher),
     Check("dpdk-chain", "autotest AES-CBC + HMAC-SHA1 chains", "dpdk", autotest_chain),
     Check("dpdk-esn", "autotest ESN (AES-CBC + HMAC-SHA1)", "dpdk", autotest_esn),
