@@ -13,7 +13,7 @@
  * pattern(SEED, n): x = SEED (0 becomes 0x9e3779b9); per byte x ^= x << 13; x ^= x >> 17; x ^= x << 5
  * on 32 bits, and the byte is x >> 24.
  *
- * Stdout is one token line for guest/init to put into a marker: check prints "ok" or "mismatch",
+ * Stdout is one token line for guest/linux.sh to put into a marker: check prints "ok" or "mismatch",
  * bench prints "ops=N usec=T"; a failing step prints "error:STEP:ERRNO". Exit status 0 only for ok.
  */
 #include <errno.h>

@@ -12,8 +12,12 @@ drives through them, with the project's driver (which accepts VIRTIO_F_RING_PACK
 on that format. A test whose checks do not depend on the format (no request goes through a ring) is marked
 ``ring_neutral`` and runs once, on split.
 
-``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernel, guest program) for the ``guest`` tests: they
-skip without it, except under CI, where a missing kit is an error.
+``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernels, guest programs, DPDK) for the ``guest`` tests: they
+skip without it, except under CI, where a missing kit is an error. :func:`kernel_labels` names the kit's guest
+kernels, ``kernel`` takes each in turn and ``model`` each configuration of a test module's ``SCENARIO``;
+``runs(configuration)`` gives that module's boot on ``kernel``; ``guest_boot(scenario, configuration, kernel)``
+boots through :func:`vfu_virtio.qemu.compare.boot` at most once per session for each triple (a failed boot too),
+and the end of the run prints the checks of every boot side by side (:func:`vfu_virtio.qemu.compare.tables`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from vfu_virtio.client.spawn import Server, ServerGroup
+from vfu_virtio.qemu import checks, compare
 from vfu_virtio.qemu.kit import GuestKit, KitMissing
 
 TESTS = Path(__file__).resolve().parent
@@ -80,3 +85,67 @@ def kit() -> GuestKit:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(e))
+
+
+def kernel_labels() -> list[str]:
+    """The kit's guest kernels by label (``linux-6.1``, ...); without a kit one placeholder, whose tests the ``kit``
+    fixture skips (or fails, under CI)."""
+    try:
+        return [k.label for k in GuestKit.from_env().kernels]
+    except KitMissing:
+        return ["no-kit"]
+
+
+BOOTS = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def guest_boot(kit, tmp_path_factory, request):
+    """``guest_boot(scenario, configuration, kernel)`` -> (run, plan), booted on first use (see the module
+    docstring)."""
+    results = request.config.stash.setdefault(BOOTS, {})
+
+    def get(scenario: str, name: str, kernel: str):
+        key = (scenario, name, kernel)
+        if key not in results:
+            results[key] = compare.boot(kit.with_kernel(kernel), scenario, name,
+                                        workdir=tmp_path_factory.mktemp(f"{scenario}-{name}-{kernel}"))
+        return results[key]
+    return get
+
+
+@pytest.fixture(params=kernel_labels())
+def kernel(request) -> str:
+    """Each guest kernel of the kit in turn (its label)."""
+    return request.param
+
+
+def pytest_generate_tests(metafunc):
+    """``model``: each configuration of the test module's ``SCENARIO`` (vfu_virtio.qemu.compare.SCENARIOS)."""
+    if "model" in metafunc.fixturenames:
+        metafunc.parametrize("model", [c.name for c in compare.SCENARIOS[metafunc.module.SCENARIO]])
+
+
+@pytest.fixture
+def runs(guest_boot, kernel, request):
+    """``runs(configuration)`` -> (run, plan) of the test module's ``SCENARIO`` on ``kernel``; fails with the run's
+    diagnosis unless the guest finished and powered off."""
+    def get(name: str):
+        run, plan = guest_boot(request.module.SCENARIO, name, kernel)
+        assert run.report.done and run.boot.returncode == 0, run.diagnosis()
+        return run, plan
+    return get
+
+
+def assert_expected(check, name: str, run, plan) -> None:
+    """``check`` on the run of configuration ``name`` gives the outcome vfu_virtio.qemu.checks.expected names."""
+    outcome = check.run(run, plan)
+    model = compare.config(check.scenario, name).model
+    assert outcome.status == checks.expected(check.name, model, run), f"{outcome.cell()}\n{run.diagnosis()}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config.stash.get(BOOTS, {})
+    if results:
+        terminalreporter.write_sep("=", "guest checks, side by side")
+        terminalreporter.write_line(compare.tables(results))

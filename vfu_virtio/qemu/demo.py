@@ -5,8 +5,9 @@ what it saw.
 (or, with ``model="qemu-builtin"``, QEMU's own virtio-crypto-pci for comparison), and prints: the PCI
 functions with the driver bound, the virtio devices, the driver's probe line, the algorithms the kernel
 registered with its self-test results, AF_ALG encryptions and decryptions checked against the host's
-``cryptography``, the MSI-X interrupt counts, and whether the device came back after the guest reset
-it. The exit status is 0 only if everything the guest reported is as expected.
+``cryptography``, the kernel's AES test vectors (tcrypt) and keyctl RSA through the device, the MSI-X
+interrupt counts, and whether the device came back after the guest reset it. The exit status is 0 only if
+everything the guest reported is as expected.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable
 
 from vfu_virtio.devices.registry import kinds
 
+from . import checks, linux_checks
 from .kit import GuestKit
 from .report import GuestReport
 from .scenario import CryptoPlan, GuestRun, guest_kinds, run_guest
@@ -76,6 +78,10 @@ def summarize(run: GuestRun, plan: CryptoPlan, say: Callable[[str], None] = prin
         ok &= same_enc and same_dec and got["result"] == "ok"
         say(f"  {size:>6} B  encrypt {'= host' if same_enc else 'DIFFERS'}  decrypt {'= host' if same_dec else 'DIFFERS'}"
             f"  round trip {got['result']}  sha256(ciphertext) {got['enc_sha256'][:16]}...")
+    for check in (c for c in linux_checks.CHECKS if c.name in ("tcrypt", "rsa-keyctl")):  # both by the device
+        outcome = check.run(run, plan)
+        ok &= outcome.status == checks.expected(check.name, run.model, run)
+        say(f"{check.title}: {outcome.cell()}")
     deltas = _irq_deltas(r, "boot")
     say("interrupts during those requests: " + ", ".join(f"{n} +{d}" for n, d in deltas.items()))
     ok &= sum(d for n, d in deltas.items() if not n.endswith("-config")) > 0

@@ -1,8 +1,12 @@
 """One QEMU boot of the guest: the command line, the console, the time limit, and QEMU's own clean-up.
 
 The machine is q35 with its RAM in a shared memfd (``memory-backend-memfd,share=on``: a vfio-user
-device maps guest memory from the fds QEMU sends), one vCPU, no display, no network, serial console on
-stdout, ``-no-reboot`` and ``panic=-1`` so that both power-off and a panic end the process. Devices are
+device maps guest memory from the fds QEMU sends), no display, no network, serial console on stdout,
+``-no-reboot`` and ``panic=-1`` so that both power-off and a panic end the process; :class:`Machine` says which
+initramfs profile it boots (the scenario: ``vfu.scenario=<profile>`` on the kernel command line), its RAM, vCPUs
+and CPU model (the ``linux`` scenario: 512 MiB, one vCPU, QEMU's default CPU; DPDK needs SSE4.2, so ``-cpu max``,
+and a worker lcore, so two vCPUs). Per-boot files (keys, test vectors) travel in an archive appended to the
+cached initramfs (:func:`vfu_virtio.qemu.initramfs.with_files`). Devices are
 :class:`VfioUser` (``vfio-user-pci``, JSON ``-device`` form: the only one QEMU's client accepts) or
 :class:`QemuBuiltinCrypto` (QEMU's own ``virtio-crypto-pci`` on ``cryptodev-backend-builtin``).
 :func:`boot` reads the console as it comes, kills QEMU by PID when the time limit passes, and returns a
@@ -15,6 +19,7 @@ import os
 import selectors
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +52,20 @@ class QemuBuiltinCrypto:
 Device = VfioUser | QemuBuiltinCrypto
 
 
+@dataclass(frozen=True)
+class Machine:
+    """The guest machine: initramfs profile (``linux`` or ``dpdk``), RAM in MiB, vCPUs, QEMU CPU model (None: the
+    default model)."""
+    profile: str = "linux"
+    memory_mib: int = 512
+    smp: int = 1
+    cpu: str | None = None
+
+
+LINUX = Machine()
+DPDK = Machine("dpdk", memory_mib=1024, smp=2, cpu="max")
+
+
 @dataclass
 class BootResult:
     argv: list[str]
@@ -57,28 +76,40 @@ class BootResult:
     timed_out: bool
 
 
-def qemu_argv(kit: GuestKit, devices: list[Device], params: dict[str, object], memory_mib: int = 512) -> list[str]:
-    """The full QEMU command line (building the initramfs if the cache lacks it); ``params`` become
-    ``vfu.<key>=<value>`` on the kernel command line."""
+def qemu_argv(kit: GuestKit, devices: list[Device], params: dict[str, object], machine: Machine = LINUX,
+              initrd: Path | None = None) -> list[str]:
+    """The full QEMU command line (building the initramfs if the cache lacks it, unless ``initrd`` is given);
+    ``params`` become ``vfu.<key>=<value>`` on the kernel command line, after ``vfu.scenario``."""
+    params = {"scenario": machine.profile, **params}
     append = " ".join(["console=ttyS0", "panic=-1", "quiet"] + [f"vfu.{k}={v}" for k, v in params.items()])
     argv = [str(kit.qemu), "-accel", kit.accel,
-            "-object", f"memory-backend-memfd,id=mem,size={memory_mib}M,share=on",
-            "-machine", "q35,memory-backend=mem", "-m", f"{memory_mib}M", "-smp", "1",
-            "-nographic", "-no-reboot", "-vga", "none", "-nic", "none",
-            "-kernel", str(kit.kernel), "-initrd", str(initramfs.build(kit)), "-append", append]
+            "-object", f"memory-backend-memfd,id=mem,size={machine.memory_mib}M,share=on",
+            "-machine", "q35,memory-backend=mem", "-m", f"{machine.memory_mib}M", "-smp", str(machine.smp)]
+    if machine.cpu:
+        argv += ["-cpu", machine.cpu]
+    argv += ["-nographic", "-no-reboot", "-vga", "none", "-nic", "none", "-kernel", str(kit.kernel.vmlinuz),
+             "-initrd", str(initrd or initramfs.build(kit, machine.profile)), "-append", append]
     for i, dev in enumerate(devices):
         argv += dev.qemu_args(i)
     return argv
 
 
 def boot(kit: GuestKit, devices: list[Device], params: dict[str, object] | None = None, timeout: float = 300,
-         on_line: Callable[[str], None] | None = None) -> BootResult:
+         on_line: Callable[[str], None] | None = None, machine: Machine = LINUX,
+         files: dict[str, bytes] | None = None) -> BootResult:
     """Boot once and wait for QEMU to exit (the guest powers off) or ``timeout`` seconds, then kill it.
 
-    ``on_line`` sees each console line as it arrives (progress output). QEMU runs in its own session so
-    a Ctrl-C at the terminal reaches only the harness, which then kills QEMU itself.
+    ``files`` (``{path in the guest: bytes}``) are added to the initramfs for this boot only. ``on_line`` sees
+    each console line as it arrives (progress output). QEMU runs in its own session so a Ctrl-C at the
+    terminal reaches only the harness, which then kills QEMU itself.
     """
-    argv = qemu_argv(kit, devices, params or {})
+    with tempfile.TemporaryDirectory(prefix="vfu-boot-") as tmp:
+        initrd = initramfs.with_files(initramfs.build(kit, machine.profile), files, Path(tmp) / "initrd.cpio") \
+            if files else None
+        return _run(qemu_argv(kit, devices, params or {}, machine, initrd), timeout, on_line)
+
+
+def _run(argv: list[str], timeout: float, on_line: Callable[[str], None] | None) -> BootResult:
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)

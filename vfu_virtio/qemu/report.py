@@ -1,6 +1,7 @@
-"""What the guest said: the ``VFU-*`` console markers of ``guest/init``, parsed.
+"""What the guest said: the ``VFU-*`` console markers of ``guest/init`` and its scenario scripts, parsed.
 
-A marker is ``VFU-<TAG> key=value ...`` (``VFU-DMESG`` carries one raw dmesg line instead). It may
+A marker is ``VFU-<TAG> key=value ...``; the tags of :data:`RAW_TAGS` carry one raw line instead (``VFU-DMESG``
+a dmesg line, ``VFU-TCRYPTLOG`` one that tcrypt caused, ``VFU-DPDKOUT`` a result line of a DPDK program). It may
 start mid-line when a kernel message interleaved with the console, so it is searched for, not matched
 at the start. :class:`GuestReport` keeps every marker in order and offers the views the checks use.
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 _MARKER = re.compile(r"VFU-([A-Z]+)(?: (.*))?$")
 _KERNEL_LINE = re.compile(r"\[\s*\d+\.\d+\] .*")
+RAW_TAGS = frozenset({"DMESG", "DPDKOUT", "TCRYPTLOG"})
 _COMPLAINT = re.compile(r"BUG|WARNING|Oops|Call Trace|panic|virtio|vfio|pci|crypto|alg:", re.IGNORECASE)
 
 
@@ -78,6 +80,6 @@ def parse(console: str) -> GuestReport:
         if not m:
             continue
         text = m.group(2) or ""
-        fields = {} if m.group(1) == "DMESG" else dict(p.split("=", 1) for p in text.split() if "=" in p)
+        fields = {} if m.group(1) in RAW_TAGS else dict(p.split("=", 1) for p in text.split() if "=" in p)
         report.markers.append(Marker(m.group(1), fields, text))
     return report

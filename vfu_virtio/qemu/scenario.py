@@ -1,8 +1,12 @@
-"""The guest run shared by the tests, the demo and the benchmark: what the guest is asked, what the host expects.
+"""The guest run shared by the tests, the demo and the benchmarks: what the guest is asked, what the host expects.
 
-:class:`CryptoPlan` holds the host-chosen AES key, IV, input seed and sizes that go to the guest on the
-kernel command line, and recomputes with ``cryptography`` what ``guest/afalg.c`` must output: the
-SHA-256 of AES-CBC encryption and of AES-CBC decryption of the seeded input pattern.
+:class:`CryptoPlan` (the ``linux`` scenario, ``guest/linux.sh``) holds the host-chosen AES key, IV, input seed
+and sizes that go to the guest on the kernel command line, and recomputes with ``cryptography`` what
+``guest/afalg.c`` must output: the SHA-256 of AES-CBC encryption and of AES-CBC decryption of the seeded input
+pattern. It also holds an RSA-2048 key and a message for ``guest/pkey.c`` (keyctl), which travel as per-boot
+files: the host recomputes the PKCS#1 v1.5 SHA-256 signature and decrypts the guest's ciphertext. The ``dpdk``
+scenario's plan is :class:`vfu_virtio.qemu.dpdk.DpdkPlan`. A plan names its :class:`~.machine.Machine` and gives
+``params()`` (kernel command line) and ``files()`` (per-boot files).
 
 :func:`run_guest` boots one device model with a plan: ``vfu-virtio`` starts a server of every registered
 device kind flagged ``guest_attachable`` (crypto and RPMB among the built-in ones; see
@@ -18,15 +22,17 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from vfu_virtio.client.spawn import ServerGroup
 from vfu_virtio.devices.registry import DeviceKind, kinds
 
 from .kit import TOP, GuestKit
-from .machine import BootResult, Device, QemuBuiltinCrypto, VfioUser, boot
+from .machine import LINUX, BootResult, Device, Machine, QemuBuiltinCrypto, VfioUser, boot
 from .report import GuestReport, parse
 
 MODELS = ("vfu-virtio", "qemu-builtin")
@@ -46,6 +52,21 @@ def pattern(seed: int, size: int) -> bytes:
     return bytes(out)
 
 
+class Plan(Protocol):
+    """What a scenario's plan gives :func:`run_guest`."""
+    machine: Machine
+
+    def params(self) -> dict[str, object]: ...
+
+    def files(self) -> dict[str, bytes]: ...
+
+
+@lru_cache(maxsize=1)
+def _rsa_key() -> rsa.RSAPrivateKey:
+    """One RSA-2048 key per process (generating one costs ~0.1 s; each plan's message differs)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 @dataclass(frozen=True)
 class CryptoPlan:
     key: bytes
@@ -55,12 +76,16 @@ class CryptoPlan:
     reset: bool = True
     bench_sizes: tuple[int, ...] = ()
     bench_ms: int = 0
+    tcrypt: bool = True  # the kernel's AES test vectors (tcrypt mode=10)
+    rsa_message: bytes = b""  # keyctl RSA with _rsa_key() unless empty
+    machine: Machine = LINUX
 
     @classmethod
     def random(cls, key_bytes: int = 16, **kw) -> "CryptoPlan":
-        """A fresh random key (16, 24 or 32 bytes: AES-128/192/256), IV and seed."""
+        """A fresh random key (16, 24 or 32 bytes: AES-128/192/256), IV, seed and RSA message."""
         if key_bytes not in (16, 24, 32):
             raise ValueError(f"AES key of {key_bytes} bytes: expected 16, 24 or 32")
+        kw.setdefault("rsa_message", secrets.token_bytes(64))
         return cls(secrets.token_bytes(key_bytes), secrets.token_bytes(16), secrets.randbits(32), **kw)
 
     def params(self) -> dict[str, object]:
@@ -69,9 +94,42 @@ class CryptoPlan:
             p["sizes"] = ",".join(map(str, self.sizes))
         if self.reset:
             p["reset"] = 1
+        if self.tcrypt:
+            p["tcrypt"] = 1
+        if self.rsa_message:
+            p["pkey"] = 1
         if self.bench_sizes:
             p.update(bench=",".join(map(str, self.bench_sizes)), benchms=self.bench_ms)
         return p
+
+    def files(self) -> dict[str, bytes]:
+        """``guest/pkey.c``'s inputs: the PKCS#8 RSA key, the message and its SHA-256 (none without a message)."""
+        if not self.rsa_message:
+            return {}
+        der = _rsa_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+        return {"etc/vfu/rsa.pk8": der, "etc/vfu/message": self.rsa_message,
+                "etc/vfu/digest": hashlib.sha256(self.rsa_message).digest()}
+
+    def rsa_mismatches(self, pkey: dict[str, str]) -> list[str]:
+        """What differs between the guest's keyctl results (a ``VFU-PKEY`` marker's fields) and the host: the
+        signature must equal the host's RSASSA-PKCS1-v1_5 SHA-256 signature, the ciphertext must decrypt to the
+        message, and the guest's own verify, corrupt-verify and decrypt must have behaved; [] if all is well."""
+        key, bad = _rsa_key(), []
+        for name, want in (("load", "ok"), ("sign", "ok"), ("verify", "ok"), ("verify_corrupt", "rejected"),
+                           ("encrypt", "ok"), ("decrypt", "ok")):
+            if pkey.get(name) != want:
+                bad.append(f"{name}: {pkey.get(name, 'missing')} (expected {want})")
+        if "sig" in pkey and bytes.fromhex(pkey["sig"]) != key.sign(self.rsa_message, padding.PKCS1v15(),
+                                                                    hashes.SHA256()):
+            bad.append("signature differs from the host's")
+        if "enc" in pkey:
+            try:
+                if key.decrypt(bytes.fromhex(pkey["enc"]), padding.PKCS1v15()) != self.rsa_message:
+                    bad.append("the host decrypts the guest's ciphertext to another message")
+            except ValueError:
+                bad.append("the host cannot decrypt the guest's ciphertext")
+        return bad
 
     def expected(self, size: int) -> tuple[str, str]:
         """(SHA-256 of CBC-encrypt(input), SHA-256 of CBC-decrypt(input)) as the host computes them."""
@@ -122,11 +180,12 @@ def guest_kinds() -> list[DeviceKind]:
     return [k for k in kinds().values() if k.guest_attachable]
 
 
-def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *,
+def run_guest(kit: GuestKit, model: str, plan: Plan, *,
               device_options: Mapping[str, Sequence[str]] | None = None, workdir: Path | None = None,
               timeout: float = 300, log_level: str = "info",
               on_line: Callable[[str], None] | None = None) -> GuestRun:
-    """Boot ``model`` (one of :data:`MODELS`) once with ``plan``; see the module docstring.
+    """Boot ``model`` (one of :data:`MODELS`) once with ``plan`` (its machine, parameters and files); see the
+    module docstring.
 
     ``device_options`` maps a kind name to further ``vfu-virtio <kind>`` options, used when the ``vfu-virtio``
     model attaches that kind (``{"crypto": ("--queues", "2")}``; ValueError naming a kind that is not
@@ -147,7 +206,8 @@ def run_guest(kit: GuestKit, model: str, plan: CryptoPlan, *,
                                  for k in attached]
         if model == "qemu-builtin":
             devices.append(QemuBuiltinCrypto())
-        result = boot(kit, devices, plan.params(), timeout=timeout, on_line=on_line)
+        result = boot(kit, devices, plan.params(), timeout=timeout, on_line=on_line, machine=plan.machine,
+                      files=plan.files())
         alive = [s.alive() for s in servers.servers]
         servers.stop()
         return GuestRun(model, result, parse(result.console), alive,
