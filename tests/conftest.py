@@ -50,12 +50,6 @@ def gone(pid: int) -> bool:
 RINGS = ("split", "packed")
 
 
-def pytest_generate_tests(metafunc):
-    if "ring" in metafunc.fixturenames:
-        neutral = metafunc.definition.get_closest_marker("ring_neutral") is not None
-        metafunc.parametrize("ring", RINGS[:1] if neutral else RINGS)
-
-
 @pytest.fixture
 def serve(tmp_path, ring):
     """Factory: ``serve("crypto", "--queues", "2")`` -> a ready :class:`~vfu_virtio.client.spawn.Server`
@@ -121,7 +115,11 @@ def kernel(request) -> str:
 
 
 def pytest_generate_tests(metafunc):
-    """``model``: each configuration of the test module's ``SCENARIO`` (vfu_virtio.qemu.compare.SCENARIOS)."""
+    """``ring``: each virtqueue format (one for a ``ring_neutral`` test); ``model``: each configuration of the test
+    module's ``SCENARIO`` (vfu_virtio.qemu.compare.SCENARIOS)."""
+    if "ring" in metafunc.fixturenames:
+        neutral = metafunc.definition.get_closest_marker("ring_neutral") is not None
+        metafunc.parametrize("ring", RINGS[:1] if neutral else RINGS)
     if "model" in metafunc.fixturenames:
         metafunc.parametrize("model", [c.name for c in compare.SCENARIOS[metafunc.module.SCENARIO]])
 
