@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
-from vfu_virtio.devices.crypto import constants as C
-from vfu_virtio.devices.crypto import driver as D
+from vfu_virtio.abi import crypto as C
+from vfu_virtio.client import crypto as D
 
 SIZES = (64, 256, 1024, 4096, 16384, 65536)
 CTRLQ = 1

@@ -2,7 +2,8 @@
 
 ``serve(kind, *args)`` starts ``python -m vfu_virtio <kind> --socket S --state DB *args`` as a
 subprocess (the same command a user runs), waits for its socket, and stops it with SIGTERM at the end of
-the test; the test fails if the server did not exit cleanly or left its socket behind.
+the test; the test fails if the server did not exit cleanly or left its socket behind. ``program`` replaces
+``-m vfu_virtio`` (a test launcher taking the same arguments), ``env`` the environment.
 
 ``kit`` is the guest kit of ``scripts/setup`` (QEMU, kernel, guest program) for the ``guest`` tests: they
 skip without it, except under CI, where a missing kit is an error.
@@ -27,9 +28,12 @@ class ServerProcess:
     """A running device server: ``socket``, ``state``, ``proc``, ``log_path``; :meth:`log` reads its stderr."""
 
     def __init__(self, kind: str, tmp: Path, args: tuple[str, ...], state: Path | None = None,
-                 name: str | None = None):
+                 name: str | None = None, program: tuple[str, ...] = ("-m", "vfu_virtio"),
+                 env: dict[str, str] | None = None):
         name = name or kind
         self.kind = kind
+        self.program = program
+        self.env = env
         self.socket = str(tmp / f"{name}.sock")
         self.state = str(state or tmp / "state.db")
         self.log_path = tmp / f"{name}.log"
@@ -38,10 +42,10 @@ class ServerProcess:
         self.start()
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "vfu_virtio", "--log-level", "debug", self.kind,
+        cmd = [sys.executable, *self.program, "--log-level", "debug", self.kind,
                "--socket", self.socket, "--state", self.state, *self.args]
         self._logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=TOP)
+        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=TOP, env=self.env)
         deadline = time.monotonic() + 20
         while not os.path.exists(self.socket):
             if self.proc.poll() is not None:
@@ -81,8 +85,9 @@ def serve(tmp_path):
     """Factory: ``serve("crypto", "--queues", "2")`` -> :class:`ServerProcess` (stopped at teardown)."""
     started: list[ServerProcess] = []
 
-    def _serve(kind: str, *args: str, state: Path | None = None, name: str | None = None) -> ServerProcess:
-        s = ServerProcess(kind, tmp_path, args, state=state, name=name)
+    def _serve(kind: str, *args: str, state: Path | None = None, name: str | None = None,
+               **options) -> ServerProcess:
+        s = ServerProcess(kind, tmp_path, args, state=state, name=name, **options)
         started.append(s)
         return s
 

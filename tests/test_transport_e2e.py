@@ -10,8 +10,8 @@ import struct
 import pytest
 
 from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, DeviceNeedsReset, VirtioPciDriver
-from vfu_virtio.devices.crypto import constants as C
-from vfu_virtio.devices.crypto import driver as D
+from vfu_virtio.abi import crypto as C
+from vfu_virtio.client import crypto as D
 from vfu_virtio.abi.ring import VIRTQ_DESC_F_NEXT
 from vfu_virtio.abi.virtio import DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_MSI_NO_VECTOR
 

@@ -1,8 +1,8 @@
-"""virtio-crypto (virtio device id 20), the published virtio standard's "Crypto Device".
+"""virtio-crypto (virtio device id 20): profiles of the crypto device on one set of ``cryptography`` services.
 
-``constants`` (spec names and numbers), ``codec`` (wire format -> request values), ``services``
-(``cryptography``-backed sessions per service), ``sessions`` (session table), ``device``
-(:class:`CryptoDevice`: config space, feature bits, request handling).
+``values`` (profile-neutral request values), ``profile`` (what a profile is), ``profiles`` (the published standard
+and plug-ins), ``services`` (``cryptography``-backed sessions per service), ``sessions`` (session table), ``device``
+(:class:`CryptoDevice`: queues, request flow), ``factory`` (a device on a store namespace).
 """
 from .device import CryptoDevice
 
