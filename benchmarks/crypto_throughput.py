@@ -1,20 +1,23 @@
 """virtio-crypto throughput through the device vs the same operation done directly with `cryptography`.
 
-A real ``vfu-virtio crypto`` process on a temporary socket is driven by the project's vfio-user driver
-(guest memory in a memfd, requests batched ``--batch`` per kick on data queue 0, completions by MSI-X).
-Each operation is measured for ``--seconds`` through the device and, in this process, directly with
-`cryptography` (the ceiling: one call per request, as the device makes). Prints a markdown table with
-ops/s, MB/s and the ratio device/direct, and writes ``benchmarks/out/crypto_throughput.png``.
+A real crypto device server (a child process: the device from ``make_crypto`` with ``--bulk-threshold``, served by
+``DeviceServer`` on a temporary socket, two data queues) is driven by the project's vfio-user driver (guest memory
+in a memfd, requests batched ``--batch`` per kick, two batches in flight per queue, completions by MSI-X) on
+``--queues-driven`` data queues at once (one driver thread filling them in turn). Each operation is measured for
+``--seconds`` through the device and, in this process, directly with `cryptography` (the ceiling: one call per
+request, as the device makes). Prints a markdown table with ops/s, MB/s and the ratio device/direct (all queues
+together), and writes ``benchmarks/out/crypto_throughput.png``.
 
     .venv/bin/python benchmarks/crypto_throughput.py [--seconds 1.0] [--batch 64] [--quick]
+        [--bulk-threshold BYTES] [--queues-driven 1|2] [--sizes 1024,65536] [--ops AES-128-CBC,SHA-256]
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import multiprocessing
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,12 +28,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
 from vfu_virtio.abi import crypto as C
 from vfu_virtio.client import crypto as D
+from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
 
 SIZES = (64, 256, 1024, 4096, 16384, 65536)
-CTRLQ = 1
+DATAQUEUES = 2
+CTRLQ = DATAQUEUES
 KEY, IV, NONCE = bytes(range(16)), bytes(16), bytes(12)
 
 
@@ -45,9 +49,30 @@ def timed(fn, seconds: float, per_call: int) -> float:
             return n / dt
 
 
+def serve(socket: str, state: str, bulk_threshold: int | None) -> None:
+    """The device server process (SIGTERM stops it)."""
+    from vfu_virtio.devices.crypto.factory import make_crypto
+    from vfu_virtio.server import DeviceServer
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    device = make_crypto(state, max_dataqueues=DATAQUEUES, max_size=4 << 20, bulk_threshold=bulk_threshold)
+    DeviceServer(device, socket, logging.WARNING).serve_forever()
+
+
+def connect(sock: str, server: multiprocessing.Process) -> VirtioPciDriver:
+    """The driver on the server's socket once it listens (it exists a moment before)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return VirtioPciDriver.connect(sock, mem_size=256 << 20)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not server.is_alive() or time.monotonic() > deadline:
+                raise SystemExit("server did not start") from None
+            time.sleep(0.02)
+
+
 class Device:
-    def __init__(self, drv: VirtioPciDriver, batch: int):
-        self.drv, self.batch = drv, batch
+    def __init__(self, drv: VirtioPciDriver, batch: int, queues: int):
+        self.drv, self.batch, self.queues = drv, batch, queues
 
     def session(self, req: D.Request) -> int:
         _u, (outcome,) = self.drv.queue(CTRLQ).request([req.readable], [req.writable])
@@ -56,37 +81,40 @@ class Device:
         return sid
 
     def rate(self, req: D.Request, seconds: float) -> float:
-        """Requests/s with two batches in flight: the driver refills one while the device works on the
-        other, so the two processes overlap instead of taking turns."""
-        q = self.drv.queue(0)
-        results = q.run([([req.readable], [req.writable])] * self.batch, batch=self.batch)
-        assert all(data[-1][-1] == C.VIRTIO_CRYPTO_OK for _u, data in results), "device answered an error"
+        """Requests/s over all driven queues with two batches in flight on each: the driver refills one while the
+        device works on the other, so the two processes overlap instead of taking turns."""
+        queues = [self.drv.queue(i) for i in range(self.queues)]
+        for q in queues:
+            results = q.run([([req.readable], [req.writable])] * self.batch, batch=self.batch)
+            assert all(data[-1][-1] == C.VIRTIO_CRYPTO_OK for _u, data in results), "device answered an error"
 
-        def submit_batch():
-            for _ in range(self.batch):
-                q.submit([req.readable], [req.writable])
-            q.kick()
+        def submit_batches():
+            for q in queues:
+                for _ in range(self.batch):
+                    q.submit([req.readable], [req.writable])
+                q.kick()
 
-        submit_batch()
+        submit_batches()
         n, t0 = 0, time.perf_counter()
         while True:
-            submit_batch()
-            done = q.wait(timeout=30, min_completions=self.batch)
-            n += len(done)
+            submit_batches()
+            for q in queues:
+                n += len(q.wait(timeout=30, min_completions=self.batch))
             dt = time.perf_counter() - t0
             if dt >= seconds:
-                while q.vq.in_flight:
-                    q.wait(timeout=30, min_completions=q.vq.in_flight)
+                for q in queues:
+                    while q.vq.in_flight:
+                        q.wait(timeout=30, min_completions=q.vq.in_flight)
                 return n / dt
 
 
-def symmetric_cases(dev: Device):
+def symmetric_cases(dev: Device, sizes):
     """(name, size, device request, direct callable) for the bulk operations."""
     cbc = dev.session(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY, C.VIRTIO_CRYPTO_OP_ENCRYPT))
     gcm = dev.session(D.aead_create_session(C.VIRTIO_CRYPTO_AEAD_GCM, KEY, 16, 0, C.VIRTIO_CRYPTO_OP_ENCRYPT))
     sha = dev.session(D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA_256, 32))
     mac = dev.session(D.mac_create_session(C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, 32, KEY))
-    for size in SIZES:
+    for size in sizes:
         data = os.urandom(size)
         yield ("AES-128-CBC", size, D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, cbc, IV, data),
                lambda d=data: Cipher(algorithms.AES(KEY), modes.CBC(IV)).encryptor().update(d))
@@ -156,38 +184,48 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
     ap.add_argument("--batch", type=int, default=64, help="requests per kick")
     ap.add_argument("--quick", action="store_true", help="0.1 s per measurement (smoke run)")
+    ap.add_argument("--bulk-threshold", type=int, default=None,
+                    help="the device's bulk_threshold in bytes (0: every request on the event-loop thread; "
+                         "default: the device default)")
+    ap.add_argument("--queues-driven", type=int, choices=(1, 2), default=1, help="data queues driven at once")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
+    ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
+    ap.add_argument("--no-plot", action="store_true", help="print the table only")
     args = ap.parse_args()
     seconds = 0.1 if args.quick else args.seconds
+    sizes = [int(x) for x in args.sizes.split(",")]
+    wanted = set(args.ops.split(",")) if args.ops else None
     rows = []
     with tempfile.TemporaryDirectory() as d:
         sock = Path(d) / "crypto.sock"
-        server = subprocess.Popen([sys.executable, "-m", "vfu_virtio", "--log-level", "warning", "crypto",
-                                   "--socket", str(sock), "--state", str(Path(d) / "vfu.db"), "--queues", "1",
-                                   "--max-size", str(1 << 20)])
+        server = multiprocessing.get_context("spawn").Process(
+            target=serve, args=(str(sock), str(Path(d) / "vfu.db"), args.bulk_threshold))
+        server.start()
         try:
-            while not sock.exists():
-                if server.poll() is not None:
-                    raise SystemExit("server did not start")
-                time.sleep(0.02)
-            with VirtioPciDriver.connect(str(sock), mem_size=256 << 20) as drv:
+            with connect(str(sock), server) as drv:
                 drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
-                dev = Device(drv, args.batch)
-                for cases in (symmetric_cases(dev), signature_cases(dev)):
+                dev = Device(drv, args.batch, args.queues_driven)
+                for cases in (symmetric_cases(dev, sizes), signature_cases(dev)):
                     for name, size, req, direct in cases:
+                        if wanted is not None and name not in wanted:
+                            continue
                         via = dev.rate(req, seconds)
                         ceiling = timed(direct, seconds, 1)
                         rows.append((name, size, via, ceiling, via / ceiling))
         finally:
             server.terminate()
-            server.wait()
+            server.join()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    threshold = "device default" if args.bulk_threshold is None else f"{args.bulk_threshold} B"
     print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
-          f"{seconds} s per measurement")
+          f"{seconds} s per measurement; bulk threshold {threshold}; {args.queues_driven} data queue(s) driven")
     print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, size, via, ceiling, ratio in rows:
         print(f"| {name} | {size} | {via:,.0f} | {via * size / 1e6:.1f} | {ceiling:,.0f} | "
               f"{ceiling * size / 1e6:.1f} | {ratio:.2f} |")
+    if args.no_plot:
+        return
     out = Path(__file__).resolve().parent / "out" / "crypto_throughput.png"
     try:
         plot(rows, out)

@@ -1,7 +1,7 @@
-"""Test launcher: ``vfu-virtio crypto`` plus ``--profile``, until the CLI carries it.
+"""Test launcher: ``vfu-virtio crypto`` plus ``--profile`` and ``--bulk-threshold``, until the CLI carries them.
 
     python -m crypto_server [--log-level L] crypto --socket S --state DB [--instance I] [--queues N]
-        [--max-sessions N] [--max-size BYTES] [--profile NAME] [--once]
+        [--max-sessions N] [--max-size BYTES] [--profile NAME] [--bulk-threshold BYTES] [--once]
 
 The same arguments, logging, one-line errors (exit 1) and server as the command line; the device comes from
 :func:`vfu_virtio.devices.crypto.factory.make_crypto` (options left out take the stored value, else the default).
@@ -30,13 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-sessions", type=int)
     ap.add_argument("--max-size", type=int)
     ap.add_argument("--profile")
+    ap.add_argument("--bulk-threshold", type=int)
     ap.add_argument("--once", action="store_true")
     args = ap.parse_args(argv)
     level = getattr(logging, args.log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     try:
         device = make_crypto(args.state, args.instance, max_dataqueues=args.max_dataqueues,
-                             max_sessions=args.max_sessions, max_size=args.max_size, profile=args.profile)
+                             max_sessions=args.max_sessions, max_size=args.max_size, profile=args.profile,
+                             bulk_threshold=args.bulk_threshold)
     except (StoreError, ValueError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

@@ -121,9 +121,9 @@ def test_test_profile_configuration_features_and_rule(test_profile):
 
 def test_test_profile_answers_akcipher_notsupp_and_serves_the_rest(test_profile):
     drv = InProcess(CryptoDevice(max_dataqueues=1, profile=TEST_PROFILE))
-    assert drv.create(D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_ECDSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
-                                                b"\x04" + bytes(64), curve=C.VIRTIO_CRYPTO_CURVE_NIST_P256)) == \
-        (0, NOTSUPP)
+    ecdsa = D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_ECDSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
+                                      b"\x04" + bytes(64), curve=C.VIRTIO_CRYPTO_CURVE_NIST_P256)
+    assert drv.create(ecdsa) == (0, NOTSUPP)
     done = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, 1, bytes(32), 72))
     assert (done.status, done.out, done.used) == (NOTSUPP, bytes(72), 73)
     sid, status = drv.create(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY, C.VIRTIO_CRYPTO_OP_ENCRYPT))
@@ -170,20 +170,20 @@ def test_test_profile_served_end_to_end(serve):
 # ---- the profile and the options in the store ------------------------------------------------------------------
 def test_profile_is_stored_with_the_instance_and_fixed(tmp_path, test_profile):
     state = str(tmp_path / "s.db")
-    dev = make_crypto(state, "a", profile=TEST_PROFILE, max_sessions=64, max_dataqueues=2)
+    dev = make_crypto(state, "a", profile=TEST_PROFILE, bulk_threshold=4096, max_dataqueues=2)
     dev.close()
     dev = make_crypto(state, "a")  # a restarted instance keeps what it was made with
-    assert (dev.profile.name, dev.sessions.max_sessions, dev.max_dataqueues) == (TEST_PROFILE, 64, 2)
+    assert (dev.profile.name, dev.bulk_threshold, dev.max_dataqueues) == (TEST_PROFILE, 4096, 2)
     dev.close()
     with pytest.raises(ValueError) as e:
         make_crypto(state, "a", profile="standard")
     assert str(e.value) == (f"state store {state}: crypto instance 'a' has profile '{TEST_PROFILE}'; it cannot be "
                             "served with profile 'standard'")
-    dev = make_crypto(state, "a", max_sessions=32)  # other options may change; the change is stored
+    dev = make_crypto(state, "a", bulk_threshold=0)  # other options may change; the change is stored
     dev.close()
     ns = open_namespace(state, "crypto", "a")
-    assert ns.config() == {"max_dataqueues": 2, "max_sessions": 32, "max_size": 1 << 20, "max_cipher_key_len": 64,
-                           "max_auth_key_len": 512, "profile": TEST_PROFILE}
+    assert ns.config() == {"max_dataqueues": 2, "max_sessions": 1024, "max_size": 1 << 20, "max_cipher_key_len": 64,
+                           "max_auth_key_len": 512, "profile": TEST_PROFILE, "bulk_threshold": 0}
     ns.close()
     dev = make_crypto(state, "b")  # a new instance gets the standard
     assert dev.profile.name == "standard"

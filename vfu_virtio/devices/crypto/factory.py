@@ -11,20 +11,23 @@ from . import profiles
 from .device import CryptoDevice
 
 #: The stored options: CryptoDevice's keyword arguments.
-OPTIONS = ("max_dataqueues", "max_sessions", "max_size", "max_cipher_key_len", "max_auth_key_len", "profile")
+OPTIONS = ("max_dataqueues", "max_sessions", "max_size", "max_cipher_key_len", "max_auth_key_len", "profile",
+           "bulk_threshold")
 
 
 def _effective(device: CryptoDevice) -> dict[str, int | str]:
     limits = device.limits
     return {"max_dataqueues": device.max_dataqueues, "max_sessions": device.sessions.max_sessions,
             "max_size": limits.max_size, "max_cipher_key_len": limits.max_cipher_key_len,
-            "max_auth_key_len": limits.max_auth_key_len, "profile": device.profile.name}
+            "max_auth_key_len": limits.max_auth_key_len, "profile": device.profile.name,
+            "bulk_threshold": device.bulk_threshold}
 
 
 def make_crypto(state: str, instance: str = "0", **options: int | str | None) -> CryptoDevice:
     """A :class:`CryptoDevice` on store namespace ``("crypto", instance)`` of the store file ``state``.
 
-    ``options`` are CryptoDevice's keyword arguments (:data:`OPTIONS`; ``profile`` a name). A value given (not None) wins and is stored; an option left out or None takes the stored value, else the
+    ``options`` are CryptoDevice's keyword arguments (:data:`OPTIONS`; ``profile`` a name, ``bulk_threshold`` in
+    bytes). A value given (not None) wins and is stored; an option left out or None takes the stored value, else the
     device default. ``profile`` is fixed when the instance is created (an instance stored before profiles existed is
     a "standard" one): another profile later is refused with a one-line ValueError naming both. Other errors:
     ValueError for a value out of range or an unknown profile, TypeError for an unknown option,

@@ -68,10 +68,10 @@ class Codec(Protocol):
         session wrote); return the used length in bytes."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Profile:
-    """One crypto profile (see the module docstring); raises ValueError if it advertises a service its ``sessions``
-    cannot serve."""
+    """One crypto profile (see the module docstring); profiles compare by identity. Raises ValueError if it
+    advertises a service its ``sessions`` cannot serve."""
 
     name: str
     summary: str

@@ -195,7 +195,7 @@ CtrlRequest = Union[CreateSession, DestroySession]
 
 # ---- Dataq operations ----------------------------------------------------------------------------------
 # One of these is built per data request, so they are NamedTuples (immutable, cheap to build). Every one has a
-# ``src``: the request's source data.
+# ``src``: the request's bulk source, which decides whether the request runs on a data queue's worker thread.
 class CipherOp(NamedTuple):
     """Plain cipher ("Symmetric algorithms Operation"): process ``src`` with ``iv``; ``dst_len`` bytes of
     output room (the result is ``len(src)`` bytes at dst offset 0)."""
