@@ -33,7 +33,7 @@ import threading
 from typing import Callable
 
 from vfu_virtio.abi.crypto import VIRTIO_ID_CRYPTO
-from vfu_virtio.virtio.chain import ChainWriter, DescriptorChain
+from vfu_virtio.virtio.chain import DescriptorChain
 from vfu_virtio.virtio.device import VirtioDevice
 
 from . import profiles
@@ -78,6 +78,7 @@ class CryptoDevice(VirtioDevice):
         if not 0 <= bulk_threshold <= MAX_BULK_THRESHOLD:
             raise ValueError(f"bulk_threshold must be 0..{MAX_BULK_THRESHOLD} bytes, not {bulk_threshold}")
         self.profile = profiles.get(profile)
+        self._services = self.profile.services
         self.max_dataqueues = max_dataqueues
         self.num_queues = max_dataqueues + 1
         self.controlq = max_dataqueues
@@ -158,37 +159,25 @@ class CryptoDevice(VirtioDevice):
                              "completed with used length 0")
             return 0
         codec = self.codec
+        request = None
         try:
             request = codec.parse_data(chain.reader, capacity)
-            session = self._session_for(request)
-        except CryptoStatus as e:
-            self.log.debug("dataq request: %s", e)
-            return codec.data_outcome(writer, None, e.status, 0)
-        if self.bulk_threshold and len(request.op.src) >= self.bulk_threshold:
-            self._worker(queue_index).submit(lambda: self._run_bulk(queue_index, chain, codec, session, request))
-            return None
-        return self._run(codec, session, request, writer)
-
-    def _session_for(self, request: DataRequest) -> Session:
-        """The live session a session-mode request names, or a new one from a stateless request's parameters."""
-        service = request.service
-        if service not in self.profile.services:
-            raise CryptoStatus(Status.NOTSUPP, f"service {service.name} is not offered")
-        if request.session_id is None:
-            return self.profile.make_session(request.params)
-        session = self.sessions.get(request.session_id, service)
-        if not isinstance(request.op, session.op_class):
-            raise CryptoStatus(Status.ERR, f"a {type(request.op).__name__} request on a {type(session).__name__} "
-                               "(sym op_type differs from the session's, AMB-31)")
-        return session
-
-    def _run(self, codec: Codec, session: Session, request: DataRequest, writer: ChainWriter) -> int:
-        """Execute ``request`` on ``session``: the outputs (written by the session) and the outcome; the used length.
-
-        Only the result bytes and the status are written: the Linux driver's scatterlists may map the same guest
-        page twice, so padding written "in between" would clobber the result.
-        """
-        try:
+            service = request.service
+            if service not in self._services:
+                raise CryptoStatus(Status.NOTSUPP, f"service {service.name} is not offered")
+            if request.session_id is None:  # stateless: the request carries the session's parameters
+                session = self.profile.make_session(request.params)
+            else:
+                session = self.sessions.get(request.session_id, service)
+                if not isinstance(request.op, session.op_class):
+                    raise CryptoStatus(Status.ERR, f"a {type(request.op).__name__} request on a "
+                                       f"{type(session).__name__} (sym op_type differs from the session's, AMB-31)")
+            threshold = self.bulk_threshold
+            if threshold and len(request.op.src) >= threshold:
+                self._worker(queue_index).submit(lambda: self._run_bulk(queue_index, chain, codec, session, request))
+                return None
+            # only the result bytes and the status are written: the Linux driver's scatterlists may map the same
+            # guest page twice, so padding written "in between" would clobber the result
             end = session.run(request.op, writer)
         except CryptoStatus as e:
             self.log.debug("dataq request: %s", e)
@@ -203,15 +192,23 @@ class CryptoDevice(VirtioDevice):
 
     def _run_bulk(self, queue_index: int, chain: DescriptorChain, codec: Codec, session: Session,
                   request: DataRequest) -> tuple[DescriptorChain, int]:
-        """:meth:`_run` on data queue ``queue_index``'s worker thread; (chain, used length); nothing escapes."""
+        """The end of :meth:`_handle_data` on data queue ``queue_index``'s worker thread: run the session, write the
+        outcome; returns (chain, used length). Nothing escapes."""
+        writer = chain.writer
         used = 0
         try:
-            used = self._run(codec, session, request, chain.writer)
+            try:
+                end = session.run(request.op, writer)
+            except CryptoStatus as e:
+                self.log.debug("dataq request: %s", e)
+                used = codec.data_outcome(writer, request, e.status, 0)
+            else:
+                used = codec.data_outcome(writer, request, Status.OK, end)
         except Exception as e:  # noqa: BLE001 - a session bug must not lose the request or the worker
             self.log.error("dataq %d: %s failed on its worker thread (%r); the request is answered ERR",
                            queue_index, type(session).__name__, e)
             with contextlib.suppress(Exception):
-                used = codec.data_outcome(chain.writer, request, Status.ERR, 0)
+                used = codec.data_outcome(writer, request, Status.ERR, 0)
         return chain, used
 
 

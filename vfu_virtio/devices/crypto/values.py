@@ -27,6 +27,9 @@ from typing import NamedTuple, Union
 class Service(Enum):
     """A crypto service ("Supported crypto services"); IPSEC is not served by any profile."""
 
+    # members are singletons: hash by identity (Enum hashes the name in Python code, a cost on every request)
+    __hash__ = object.__hash__
+
     CIPHER = "CIPHER"
     HASH = "HASH"
     MAC = "MAC"
@@ -36,6 +39,8 @@ class Service(Enum):
 
 class Status(Enum):
     """The outcome of a request ("Operation Status"); the profile's codec writes it as its status byte."""
+
+    __hash__ = object.__hash__  # as Service
 
     OK = "OK"
     ERR = "ERR"
