@@ -45,8 +45,9 @@ from .values import DataRequest, DestroySession, Limits, Status
 
 MAX_DATAQUEUES = 64
 #: Default ``bulk_threshold`` in bytes: the smallest request size at which a worker thread paid in paired runs of
-#: ``benchmarks/crypto_throughput.py`` on a 2-core host (AES-GCM 1.5-2.0x, AES-CBC 1.0-1.2x, SHA-256 0.9-1.3x); at
-#: 4 KiB it cost 10-30%, at 16-128 KiB it did not pay beyond the noise (crypto README, "Bulk requests").
+#: ``benchmarks/crypto_throughput.py`` on a 2-core host (median 1.2x: AES-GCM 1.3-2.0x, AES-CBC 0.8-1.2x,
+#: SHA-256 0.9-1.3x); at 4 KiB it cost 10-30%, at 16-128 KiB it did not pay beyond the noise (crypto README,
+#: "Bulk requests").
 BULK_THRESHOLD = 256 << 10
 #: Largest ``bulk_threshold`` in bytes (a threshold above ``max_size`` never offloads).
 MAX_BULK_THRESHOLD = (1 << 32) - 1
