@@ -8,16 +8,24 @@ in a memfd, requests batched ``--batch`` per kick, two batches in flight per que
 request, as the device makes). Prints a markdown table with ops/s, MB/s and the ratio device/direct (all queues
 together), and writes ``benchmarks/out/crypto_throughput.png``.
 
+With ``--compare-threshold N`` it instead serves two devices at once, bulk thresholds ``--bulk-threshold`` (default
+0) and N, and measures every operation on both alternately (A B, B A, ...) for ``--rounds`` rounds of ``--seconds``
+each, so a load change on a shared host hits both alike; the table gives each one's median ops/s and the median of
+the paired ratios B/A with their range.
+
     .venv/bin/python benchmarks/crypto_throughput.py [--seconds 1.0] [--batch 64] [--quick]
         [--bulk-threshold BYTES] [--queues-driven 1|2] [--sizes 1024,65536] [--ops AES-128-CBC,SHA-256]
+        [--compare-threshold BYTES [--rounds 6]]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import multiprocessing
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -179,46 +187,35 @@ def plot(rows, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
-    ap.add_argument("--batch", type=int, default=64, help="requests per kick")
-    ap.add_argument("--quick", action="store_true", help="0.1 s per measurement (smoke run)")
-    ap.add_argument("--bulk-threshold", type=int, default=None,
-                    help="the device's bulk_threshold in bytes (0: every request on the event-loop thread; "
-                         "default: the device default)")
-    ap.add_argument("--queues-driven", type=int, choices=(1, 2), default=1, help="data queues driven at once")
-    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
-    ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
-    ap.add_argument("--no-plot", action="store_true", help="print the table only")
-    args = ap.parse_args()
-    seconds = 0.1 if args.quick else args.seconds
-    sizes = [int(x) for x in args.sizes.split(",")]
-    wanted = set(args.ops.split(",")) if args.ops else None
+@contextlib.contextmanager
+def served(directory: str, name: str, bulk_threshold: int | None):
+    """A device server process (bulk_threshold None: the device default) and an initialized driver on it."""
+    sock = Path(directory) / f"{name}.sock"
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve, args=(str(sock), str(Path(directory) / f"{name}.db"), bulk_threshold))
+    server.start()
+    try:
+        with connect(str(sock), server) as drv:
+            drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
+            yield drv
+    finally:
+        server.terminate()
+        server.join()
+
+
+def selected(cases, wanted):
+    return [case for case in cases if wanted is None or case[0] in wanted]
+
+
+def measure(args, sizes, wanted, seconds) -> None:
+    """One device: the table against direct `cryptography` (and the plot)."""
     rows = []
-    with tempfile.TemporaryDirectory() as d:
-        sock = Path(d) / "crypto.sock"
-        server = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(str(sock), str(Path(d) / "vfu.db"), args.bulk_threshold))
-        server.start()
-        try:
-            with connect(str(sock), server) as drv:
-                drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
-                dev = Device(drv, args.batch, args.queues_driven)
-                for cases in (symmetric_cases(dev, sizes), signature_cases(dev)):
-                    for name, size, req, direct in cases:
-                        if wanted is not None and name not in wanted:
-                            continue
-                        via = dev.rate(req, seconds)
-                        ceiling = timed(direct, seconds, 1)
-                        rows.append((name, size, via, ceiling, via / ceiling))
-        finally:
-            server.terminate()
-            server.join()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    threshold = "device default" if args.bulk_threshold is None else f"{args.bulk_threshold} B"
-    print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
-          f"{seconds} s per measurement; bulk threshold {threshold}; {args.queues_driven} data queue(s) driven")
+    with tempfile.TemporaryDirectory() as d, served(d, "crypto", args.bulk_threshold) as drv:
+        dev = Device(drv, args.batch, args.queues_driven)
+        for name, size, req, direct in selected([*symmetric_cases(dev, sizes), *signature_cases(dev)], wanted):
+            via = dev.rate(req, seconds)
+            ceiling = timed(direct, seconds, 1)
+            rows.append((name, size, via, ceiling, via / ceiling))
     print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, size, via, ceiling, ratio in rows:
@@ -232,6 +229,56 @@ def main() -> None:
         print(f"plot: {out}")
     except ImportError:
         print("matplotlib not installed (pip install -e .[bench]): no plot")
+
+
+def compare(args, sizes, wanted, seconds) -> None:
+    """Two devices (bulk thresholds A and B) measured alternately: paired ratios B/A."""
+    a_threshold = args.bulk_threshold or 0
+    print(f"| operation | size (B) | A ({a_threshold} B) ops/s | B ({args.compare_threshold} B) ops/s | "
+          "B/A paired median | range |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as d, served(d, "a", a_threshold) as drv_a, \
+            served(d, "b", args.compare_threshold) as drv_b:
+        devs = (Device(drv_a, args.batch, args.queues_driven), Device(drv_b, args.batch, args.queues_driven))
+        pairs = zip(*(selected(symmetric_cases(dev, sizes), wanted) for dev in devs))
+        for (name, size, req_a, _direct), (_name, _size, req_b, _direct_b) in pairs:
+            rates: tuple[list[float], list[float]] = ([], [])
+            for r in range(args.rounds):
+                for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    rates[i].append(devs[i].rate((req_a, req_b)[i], seconds))
+            ratios = [b / a for a, b in zip(*rates)]
+            print(f"| {name} | {size} | {statistics.median(rates[0]):,.0f} | {statistics.median(rates[1]):,.0f} | "
+                  f"{statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
+    ap.add_argument("--batch", type=int, default=64, help="requests per kick")
+    ap.add_argument("--quick", action="store_true", help="0.1 s per measurement (smoke run)")
+    ap.add_argument("--bulk-threshold", type=int, default=None,
+                    help="the device's bulk_threshold in bytes (0: every request on the event-loop thread; "
+                         "default: the device default, or 0 with --compare-threshold)")
+    ap.add_argument("--compare-threshold", type=int, default=None,
+                    help="serve a second device with this bulk_threshold (bytes) and compare them in pairs")
+    ap.add_argument("--rounds", type=int, default=6, help="paired rounds per operation with --compare-threshold")
+    ap.add_argument("--queues-driven", type=int, choices=(1, 2), default=1, help="data queues driven at once")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
+    ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
+    ap.add_argument("--no-plot", action="store_true", help="print the table only")
+    args = ap.parse_args()
+    seconds = 0.1 if args.quick else args.seconds
+    sizes = [int(x) for x in args.sizes.split(",")]
+    wanted = set(args.ops.split(",")) if args.ops else None
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    threshold = "device default" if args.bulk_threshold is None else f"{args.bulk_threshold} B"
+    print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
+          f"{seconds} s per measurement; {args.queues_driven} data queue(s) driven; bulk threshold "
+          + (f"{threshold}" if args.compare_threshold is None else f"A vs B, {args.rounds} rounds"))
+    if args.compare_threshold is None:
+        measure(args, sizes, wanted, seconds)
+    else:
+        compare(args, sizes, wanted, seconds)
 
 
 if __name__ == "__main__":
