@@ -6,8 +6,8 @@ per-service "... Operation" sections). Every integer is little-endian; the ``str
 the standard's structs and their comments give each field's byte offset.
 
 Where the Linux uapi header (``include/uapi/linux/virtio_crypto.h``) disagrees with the standard, the standard wins
-(project decision 1): Linux numbers ECDSA 3 (after a DSA = 2 that the standard does not define); the standard numbers
-ECDSA 2, and so does this module.
+(PD-1 in ``docs/decisions.md``): Linux numbers ECDSA 3 (after a DSA = 2 that the standard does not define); the
+standard numbers ECDSA 2, and so does this module.
 
 The device side (``vfu_virtio.devices.crypto``, its standard profile) parses with these layouts, the driver side
 (``vfu_virtio.client.crypto``) builds requests with them. Imports nothing of vfu_virtio.

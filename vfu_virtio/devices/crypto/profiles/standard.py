@@ -5,7 +5,7 @@ encodings, the codec (:class:`StandardCodec`: descriptor-chain streams in, :mod:
 back), the configuration layout (``struct virtio_crypto_config``), the offered feature bits and their dependency
 rule. Numbers and ``struct.Struct`` layouts come from :mod:`vfu_virtio.abi.crypto`.
 
-Wire rules ("Control Virtqueue", "Data Virtqueue"; project decision 1):
+Wire rules ("Control Virtqueue", "Data Virtqueue"; PD-1 in ``docs/decisions.md``):
 
 * Every integer is little-endian; lengths are in bytes; descriptor boundaries carry no meaning.
 * A request is ``header`` + ``op_flf`` (fixed-length fields) + ``op_vlf`` (variable-length fields,
@@ -45,7 +45,7 @@ Outcome of a dataq request: outputs from offset 0 of the writable stream and ``s
 (1 byte status) at ``capacity - 1`` (AMB-3). On success the bytes between the outputs and the status are
 not written: Linux hands over its whole dst scatterlist, whose slack may map the result's page again (a
 kernel self-test does exactly that), so padding would clobber the result. On any status other than OK
-every byte before the status is zeroed (no partial plaintext; crypto.md 10.4 step 7). Used length: the whole
+every byte before the status is zeroed (no partial plaintext; AMB-3). Used length: the whole
 writable stream (``capacity``), as QEMU reports it (AMB-3) -- except a successful AKCIPHER operation,
 whose used length is ``result length + 1`` so the driver learns the result size ("the driver needs to
 check how many bytes the device has written"; QEMU reports ``dst_len + sizeof(inhdr)`` too); VERIFY
@@ -504,7 +504,7 @@ class StandardCodec:
         if status is Status.OK:
             writer.write_at(capacity - 1, _STATUS_OK)
             return end + 1 if request.service is Service.AKCIPHER else capacity
-        out = bytearray(capacity)  # a failed request's outputs read as zeros (section 10.4 step 7)
+        out = bytearray(capacity)  # a failed request's outputs read as zeros (AMB-3)
         out[-1] = self.wire_status(status)
         writer.write_at(0, out)
         return capacity
