@@ -1,18 +1,29 @@
 """virtio-crypto throughput through the device vs the same operation done directly with `cryptography`.
 
-A real ``vfu-virtio crypto`` process on a temporary socket is driven by the project's vfio-user driver
-(guest memory in a memfd, requests batched ``--batch`` per kick on data queue 0, completions by MSI-X).
-Each operation is measured for ``--seconds`` through the device and, in this process, directly with
-`cryptography` (the ceiling: one call per request, as the device makes). Prints a markdown table with
-ops/s, MB/s and the ratio device/direct, and writes ``benchmarks/out/crypto_throughput.png``.
+A real crypto device server (``vfu-virtio crypto --queues 2 [--bulk-threshold N]`` on a temporary socket, started by
+the project's spawner) is driven by the project's vfio-user driver (guest memory
+in a memfd, requests batched ``--batch`` per kick, two batches in flight per queue, completions by MSI-X) on
+``--queues-driven`` data queues at once (one driver thread filling them in turn). Each operation is measured for
+``--seconds`` through the device and, in this process, directly with `cryptography` (the ceiling: one call per
+request, as the device makes). Prints a markdown table with ops/s, MB/s and the ratio device/direct (all queues
+together), and writes ``benchmarks/out/crypto_throughput.png``.
+
+With ``--compare-threshold N`` it instead serves two devices at once, bulk thresholds ``--bulk-threshold`` (default
+0) and N, and measures every operation on both alternately (A B, B A, ...) for ``--rounds`` rounds of ``--seconds``
+each, so a load change on a shared host hits both alike; the table gives each one's median ops/s and the median of
+the paired ratios B/A with their range.
 
     .venv/bin/python benchmarks/crypto_throughput.py [--seconds 1.0] [--batch 64] [--quick]
+        [--bulk-threshold BYTES] [--queues-driven 1|2] [--sizes 1024,65536] [--ops AES-128-CBC,SHA-256]
+        [--compare-threshold BYTES [--rounds 6]]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +34,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from vfu_virtio.abi import crypto as C
+from vfu_virtio.client import crypto as D
 from vfu_virtio.client.spawn import Server
 from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
-from vfu_virtio.devices.crypto import constants as C
-from vfu_virtio.devices.crypto import driver as D
 
 SIZES = (64, 256, 1024, 4096, 16384, 65536)
-CTRLQ = 1
+DATAQUEUES = 2
+CTRLQ = DATAQUEUES
 KEY, IV, NONCE = bytes(range(16)), bytes(16), bytes(12)
 
 
@@ -45,8 +57,8 @@ def timed(fn, seconds: float, per_call: int) -> float:
 
 
 class Device:
-    def __init__(self, drv: VirtioPciDriver, batch: int):
-        self.drv, self.batch = drv, batch
+    def __init__(self, drv: VirtioPciDriver, batch: int, queues: int):
+        self.drv, self.batch, self.queues = drv, batch, queues
 
     def session(self, req: D.Request) -> int:
         _u, (outcome,) = self.drv.queue(CTRLQ).request([req.readable], [req.writable])
@@ -55,37 +67,40 @@ class Device:
         return sid
 
     def rate(self, req: D.Request, seconds: float) -> float:
-        """Requests/s with two batches in flight: the driver refills one while the device works on the
-        other, so the two processes overlap instead of taking turns."""
-        q = self.drv.queue(0)
-        results = q.run([([req.readable], [req.writable])] * self.batch, batch=self.batch)
-        assert all(data[-1][-1] == C.VIRTIO_CRYPTO_OK for _u, data in results), "device answered an error"
+        """Requests/s over all driven queues with two batches in flight on each: the driver refills one while the
+        device works on the other, so the two processes overlap instead of taking turns."""
+        queues = [self.drv.queue(i) for i in range(self.queues)]
+        for q in queues:
+            results = q.run([([req.readable], [req.writable])] * self.batch, batch=self.batch)
+            assert all(data[-1][-1] == C.VIRTIO_CRYPTO_OK for _u, data in results), "device answered an error"
 
-        def submit_batch():
-            for _ in range(self.batch):
-                q.submit([req.readable], [req.writable])
-            q.kick()
+        def submit_batches():
+            for q in queues:
+                for _ in range(self.batch):
+                    q.submit([req.readable], [req.writable])
+                q.kick()
 
-        submit_batch()
+        submit_batches()
         n, t0 = 0, time.perf_counter()
         while True:
-            submit_batch()
-            done = q.wait(timeout=30, min_completions=self.batch)
-            n += len(done)
+            submit_batches()
+            for q in queues:
+                n += len(q.wait(timeout=30, min_completions=self.batch))
             dt = time.perf_counter() - t0
             if dt >= seconds:
-                while q.vq.in_flight:
-                    q.wait(timeout=30, min_completions=q.vq.in_flight)
+                for q in queues:
+                    while q.vq.in_flight:
+                        q.wait(timeout=30, min_completions=q.vq.in_flight)
                 return n / dt
 
 
-def symmetric_cases(dev: Device):
+def symmetric_cases(dev: Device, sizes):
     """(name, size, device request, direct callable) for the bulk operations."""
     cbc = dev.session(D.cipher_create_session(C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY, C.VIRTIO_CRYPTO_OP_ENCRYPT))
     gcm = dev.session(D.aead_create_session(C.VIRTIO_CRYPTO_AEAD_GCM, KEY, 16, 0, C.VIRTIO_CRYPTO_OP_ENCRYPT))
     sha = dev.session(D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA_256, 32))
     mac = dev.session(D.mac_create_session(C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, 32, KEY))
-    for size in SIZES:
+    for size in sizes:
         data = os.urandom(size)
         yield ("AES-128-CBC", size, D.cipher_data(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, cbc, IV, data),
                lambda d=data: Cipher(algorithms.AES(KEY), modes.CBC(IV)).encryptor().update(d))
@@ -150,43 +165,99 @@ def plot(rows, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
-    ap.add_argument("--batch", type=int, default=64, help="requests per kick")
-    ap.add_argument("--quick", action="store_true", help="0.1 s per measurement (smoke run)")
-    args = ap.parse_args()
-    seconds = 0.1 if args.quick else args.seconds
+@contextlib.contextmanager
+def served(directory: str, name: str, bulk_threshold: int | None):
+    """A ``vfu-virtio crypto`` server process (bulk_threshold None: the device default), started with the
+    project's spawner (ready when it says so), and an initialized driver on it."""
+    options = ["--queues", str(DATAQUEUES), "--max-size", str(4 << 20)]
+    if bulk_threshold is not None:
+        options += ["--bulk-threshold", str(bulk_threshold)]
+    server = Server("crypto", str(Path(directory) / f"{name}.sock"), str(Path(directory) / f"{name}.db"), options,
+                    log_path=str(Path(directory) / f"{name}.log"), log_level="warning").start()
+    try:
+        with VirtioPciDriver.connect(server.socket, mem_size=256 << 20) as drv:
+            drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
+            yield drv
+    finally:
+        server.stop()
+
+
+def selected(cases, wanted):
+    return [case for case in cases if wanted is None or case[0] in wanted]
+
+
+def measure(args, sizes, wanted, seconds) -> None:
+    """One device: the table against direct `cryptography` (and the plot)."""
     rows = []
-    with tempfile.TemporaryDirectory() as d:
-        server = Server("crypto", str(Path(d) / "crypto.sock"), str(Path(d) / "vfu.db"),
-                        ("--queues", "1", "--max-size", str(1 << 20)), log_path=str(Path(d) / "crypto.log"),
-                        log_level="warning").start()
-        try:
-            with VirtioPciDriver.connect(server.socket, mem_size=256 << 20) as drv:
-                drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
-                dev = Device(drv, args.batch)
-                for cases in (symmetric_cases(dev), signature_cases(dev)):
-                    for name, size, req, direct in cases:
-                        via = dev.rate(req, seconds)
-                        ceiling = timed(direct, seconds, 1)
-                        rows.append((name, size, via, ceiling, via / ceiling))
-        finally:
-            server.stop()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
-          f"{seconds} s per measurement")
+    with tempfile.TemporaryDirectory() as d, served(d, "crypto", args.bulk_threshold) as drv:
+        dev = Device(drv, args.batch, args.queues_driven)
+        for name, size, req, direct in selected([*symmetric_cases(dev, sizes), *signature_cases(dev)], wanted):
+            via = dev.rate(req, seconds)
+            ceiling = timed(direct, seconds, 1)
+            rows.append((name, size, via, ceiling, via / ceiling))
     print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, size, via, ceiling, ratio in rows:
         print(f"| {name} | {size} | {via:,.0f} | {via * size / 1e6:.1f} | {ceiling:,.0f} | "
               f"{ceiling * size / 1e6:.1f} | {ratio:.2f} |")
+    if args.no_plot:
+        return
     out = Path(__file__).resolve().parent / "out" / "crypto_throughput.png"
     try:
         plot(rows, out)
         print(f"plot: {out}")
     except ImportError:
         print("matplotlib not installed (pip install -e .[bench]): no plot")
+
+
+def compare(args, sizes, wanted, seconds) -> None:
+    """Two devices (bulk thresholds A and B) measured alternately: paired ratios B/A."""
+    a_threshold = args.bulk_threshold or 0
+    print(f"| operation | size (B) | A ({a_threshold} B) ops/s | B ({args.compare_threshold} B) ops/s | "
+          "B/A paired median | range |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as d, served(d, "a", a_threshold) as drv_a, \
+            served(d, "b", args.compare_threshold) as drv_b:
+        devs = (Device(drv_a, args.batch, args.queues_driven), Device(drv_b, args.batch, args.queues_driven))
+        pairs = zip(*(selected(symmetric_cases(dev, sizes), wanted) for dev in devs))
+        for (name, size, req_a, _direct), (_name, _size, req_b, _direct_b) in pairs:
+            rates: tuple[list[float], list[float]] = ([], [])
+            for r in range(args.rounds):
+                for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    rates[i].append(devs[i].rate((req_a, req_b)[i], seconds))
+            ratios = [b / a for a, b in zip(*rates)]
+            print(f"| {name} | {size} | {statistics.median(rates[0]):,.0f} | {statistics.median(rates[1]):,.0f} | "
+                  f"{statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
+    ap.add_argument("--batch", type=int, default=64, help="requests per kick")
+    ap.add_argument("--quick", action="store_true", help="0.1 s per measurement (smoke run)")
+    ap.add_argument("--bulk-threshold", type=int, default=None,
+                    help="the device's bulk_threshold in bytes (0: every request on the event-loop thread; "
+                         "default: the device default, or 0 with --compare-threshold)")
+    ap.add_argument("--compare-threshold", type=int, default=None,
+                    help="serve a second device with this bulk_threshold (bytes) and compare them in pairs")
+    ap.add_argument("--rounds", type=int, default=6, help="paired rounds per operation with --compare-threshold")
+    ap.add_argument("--queues-driven", type=int, choices=(1, 2), default=1, help="data queues driven at once")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
+    ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
+    ap.add_argument("--no-plot", action="store_true", help="print the table only")
+    args = ap.parse_args()
+    seconds = 0.1 if args.quick else args.seconds
+    sizes = [int(x) for x in args.sizes.split(",")]
+    wanted = set(args.ops.split(",")) if args.ops else None
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    threshold = "device default" if args.bulk_threshold is None else f"{args.bulk_threshold} B"
+    print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
+          f"{seconds} s per measurement; {args.queues_driven} data queue(s) driven; bulk threshold "
+          + (f"{threshold}" if args.compare_threshold is None else f"A vs B, {args.rounds} rounds"))
+    if args.compare_threshold is None:
+        measure(args, sizes, wanted, seconds)
+    else:
+        compare(args, sizes, wanted, seconds)
 
 
 if __name__ == "__main__":

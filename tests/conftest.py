@@ -4,7 +4,8 @@
 :mod:`vfu_virtio.client.spawn` (the same command a user runs; it returns once the server signalled that its
 socket listens), and stops it with SIGTERM at the end of the test; the test fails if the server did not exit
 cleanly, left its socket behind or logged a traceback. The servers also serve the test-only device kinds of
-``tests/devices`` (:data:`SERVER_ENV`: ``tests/`` on ``PYTHONPATH``, ``VFU_VIRTIO_DEVICES=devices.null``).
+``tests/devices`` and the test-only crypto profiles of ``tests/profiles`` (:data:`SERVER_ENV`: ``tests/`` on
+``PYTHONPATH``, ``VFU_VIRTIO_DEVICES=devices.null``, ``VFU_VIRTIO_CRYPTO_PROFILES=profiles.no_akcipher``).
 
 Every test that starts a server runs once per virtqueue format (fixture ``ring``, "split" and "packed"): the
 servers get ``--ring split`` or ``--ring packed`` (unless the test passes ``--ring`` itself), so whatever the test
@@ -22,6 +23,7 @@ and the end of the run prints the checks of every boot side by side (:func:`vfu_
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,11 @@ from vfu_virtio.qemu.kit import GuestKit, KitMissing
 
 TESTS = Path(__file__).resolve().parent
 TOP = TESTS.parent
-#: Test-only device kinds (importable from ``tests/``), for the server processes the tests start.
+#: Test-only device kinds and crypto profiles (importable from ``tests/``), for the server processes the tests start.
 TEST_KINDS = "devices.null"
+TEST_CRYPTO_PROFILES = "profiles.no_akcipher"
 SERVER_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p),
-              "VFU_VIRTIO_DEVICES": TEST_KINDS}
+              "VFU_VIRTIO_DEVICES": TEST_KINDS, "VFU_VIRTIO_CRYPTO_PROFILES": TEST_CRYPTO_PROFILES}
 
 
 def gone(pid: int) -> bool:
@@ -48,6 +51,15 @@ def gone(pid: int) -> bool:
 
 
 RINGS = ("split", "packed")
+
+
+def published(drv, vq) -> int:
+    """Used elements the device wrote into ``vq``'s ring, read from guest memory (also after the driver let go of
+    the ring): split, used.idx; packed (first lap only), descriptors whose USED flag (0x8000) is set."""
+    if vq.format == "split":
+        return struct.unpack("<H", drv.memory.read(vq.device_iova + 2, 2))[0]
+    flags = struct.unpack(f"<{8 * vq.size}H", drv.memory.read(vq.desc_iova, 16 * vq.size))[7::8]
+    return sum(1 for f in flags if f & 0x8000)
 
 
 @pytest.fixture

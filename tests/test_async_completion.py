@@ -9,11 +9,11 @@ die), and must never publish their used elements into a reset queue.
 """
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from vfu_virtio.client.virtio_pci import DEFAULT_DRIVER_FEATURES, DeviceNeedsReset, VirtioPciDriver
+
+from conftest import published
 
 DELAY_MS = 400
 
@@ -31,15 +31,6 @@ def attach(server) -> VirtioPciDriver:
     drv = VirtioPciDriver.connect(server.socket)
     drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
     return drv
-
-
-def published(drv: VirtioPciDriver, vq) -> int:
-    """Used elements the device wrote into ``vq``'s ring, read from guest memory (also after the driver let go of
-    the ring): split, used.idx; packed (first lap only), descriptors whose USED flag (0x8000) is set."""
-    if vq.format == "split":
-        return struct.unpack("<H", drv.memory.read(vq.device_iova + 2, 2))[0]
-    flags = struct.unpack(f"<{8 * vq.size}H", drv.memory.read(vq.desc_iova, 16 * vq.size))[7::8]
-    return sum(1 for f in flags if f & 0x8000)
 
 
 def test_completions_come_back_out_of_order(null):

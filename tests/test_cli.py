@@ -46,8 +46,8 @@ def test_readme_holds_exactly_the_generated_table():
         "| kind | virtio id | PCI id | class | summary | serve options: limits (default) |",
         "|---|---:|---|---|---|---|",
         "| crypto | 20 | 1af4:1054 | 0x00ff00 | virtio-crypto: cipher, hash, MAC, AEAD and akcipher sessions computed "
-        "with cryptography | --queues 1..64 (4); --max-sessions 1..1048576 (1024); --max-size 1..1073741824 "
-        "(1048576) |"]
+        "with cryptography | --profile one of standard (standard, fixed); --queues 1..64 (4); --max-sessions "
+        "1..1048576 (1024); --max-size 1..1073741824 (1048576); --bulk-threshold 0..4294967295 (262144) |"]
 
 
 def test_every_serve_command_states_the_rule_units_and_defaults():
@@ -58,8 +58,12 @@ def test_every_serve_command_states_the_rule_units_and_defaults():
         assert "an option left out takes the stored value, else its default" in text
         assert f"virtio id {kind.virtio_id}, PCI {kind.pci_id}" in text
         for opt in kind.options:
-            assert f"{opt.flag} INTEGER RANGE" in text
-            assert f"[default: (the stored value, else {opt.default}); {opt.range[0]}<=x<={opt.range[1]}]" in text
+            if opt.range is not None:
+                assert f"{opt.flag} INTEGER RANGE" in text
+                assert f"[default: (the stored value, else {opt.default}); {opt.range[0]}<=x<={opt.range[1]}]" in text
+            else:
+                assert f"{opt.flag} [{'|'.join(opt.choices)}]" in text
+                assert f"[default: (the stored value, else {opt.default})]" in text
     r = run_cli("rpmb", "--help")
     assert "Fixed when the instance is created" in " ".join(r.stdout.split())
 

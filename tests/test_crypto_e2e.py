@@ -12,8 +12,8 @@ import struct
 import pytest
 
 from vfu_virtio.devices.crypto import CryptoDevice
-from vfu_virtio.devices.crypto import constants as C
-from vfu_virtio.devices.crypto import driver as D
+from vfu_virtio.abi import crypto as C
+from vfu_virtio.client import crypto as D
 
 virtio_pci = pytest.importorskip("vfu_virtio.client.virtio_pci")
 

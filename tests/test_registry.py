@@ -7,7 +7,6 @@ import logging
 
 import pytest
 
-from vfu_virtio.devices import registry
 from vfu_virtio.devices.registry import (BUILTIN, ENV_VAR, DeviceKind, Option, RegistryError, SettingRefused,
                                          load, modules, open_device, settle)
 from vfu_virtio.store import StoreLocked, open_namespace
@@ -22,9 +21,11 @@ def test_builtin_kinds():
                                          ("rpmb", 28, "1af4:105c", (0x00, 0xFF, 0x00), 0x00FF00, True)]
     crypto, rpmb = kinds["crypto"], kinds["rpmb"]
     assert [(o.flag, o.dest, o.range, o.default, o.fixed) for o in crypto.options] == [
+        ("--profile", "profile", None, "standard", True),
         ("--queues", "max_dataqueues", (1, 64), 4, False),
         ("--max-sessions", "max_sessions", (1, 1 << 20), 1024, False),
-        ("--max-size", "max_size", (1, 1 << 30), 1 << 20, False)]
+        ("--max-size", "max_size", (1, 1 << 30), 1 << 20, False),
+        ("--bulk-threshold", "bulk_threshold", (0, (1 << 32) - 1), 256 << 10, False)]
     assert [(o.flag, o.dest, o.range, o.default, o.fixed) for o in rpmb.options] == [
         ("--capacity", "capacity", (1, 128), 1, True), ("--max-wr-cnt", "max_wr_cnt", (0, 255), 1, False),
         ("--max-rd-cnt", "max_rd_cnt", (0, 255), 1, False)]

@@ -175,7 +175,8 @@ def test_crypto_and_rpmb_share_one_store(serve):
     rows = dict(db.execute("SELECT c.name, c.value FROM config c JOIN namespace n ON n.id = c.ns "
                            "WHERE n.kind = 'crypto' AND n.instance = 'c'").fetchall())
     db.close()
-    assert rows == {"max_dataqueues": 2, "max_sessions": 1024, "max_size": 1 << 20}
+    assert rows == {"max_dataqueues": 2, "max_sessions": 1024, "max_size": 1 << 20, "profile": "standard",
+                    "bulk_threshold": 256 << 10}
 
 
 def test_rpmb_client_command(serve, tmp_path):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .client.spawn import Server, ServerFailed
 from .client.virtio_pci import DEFAULT_DRIVER_FEATURES, VirtioPciDriver
-from .devices.crypto import constants as C
-from .devices.crypto import driver as D
+from .abi import crypto as C
+from .client import crypto as D
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 PLAIN = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"

@@ -55,13 +55,24 @@ class VirtioDevice:
         """Device reset (device_status written 0, vfio-user reset, client gone): drop volatile state."""
         self.driver_features = 0
 
-    def handle(self, queue_index: int, chain: DescriptorChain) -> int:
-        """Process one request chain from virtqueue ``queue_index``.
+    def handle(self, queue_index: int, chain: DescriptorChain) -> int | None:
+        """Process one request chain from virtqueue ``queue_index``; called on the event-loop thread.
 
-        Returns the number of bytes written into the chain's writable part (the used element's ``len``).
-        Raise :class:`vfu_virtio.virtio.chain.GuestError` only for transport-level faults that the
-        device specification answers with DEVICE_NEEDS_RESET; request-level faults are answered in-band
-        with the device's status code.
+        Returns the number of bytes written into the chain's writable part (the used element's ``len``), or None to
+        keep the chain and finish it later (decision TD-ASYNC). A kept chain is completed by exactly one call of
+        ``chain.complete(written)``, from any thread, after which the device never touches the chain's buffers
+        again; the event-loop thread then publishes the used element (after :meth:`commit`) and interrupts. Until
+        that call the chain is in flight: the transport waits for every in-flight chain before a device reset, a
+        queue reset, a DMA unmap or a client disconnect (``VirtioPciTransport.quiesce``), so guest memory stays
+        mapped while the device works on it, and a completion of a chain whose queue or device was reset (or set
+        DEVICE_NEEDS_RESET) meanwhile is dropped, never published. Chains of one queue may complete in any order:
+        the used element carries the chain's ``id``. A kept chain must complete in bounded time (the waits above
+        have no deadline) and ``handle`` must not block waiting for it.
+
+        Raise :class:`vfu_virtio.virtio.chain.GuestError` only for transport-level faults that the device
+        specification answers with DEVICE_NEEDS_RESET; request-level faults are answered in-band with the device's
+        status code. Any other exception is a device bug: the transport logs it, sets DEVICE_NEEDS_RESET and
+        forgets the chain, which must then never be completed.
         """
         raise NotImplementedError
 

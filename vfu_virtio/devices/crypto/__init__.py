@@ -1,19 +1,22 @@
-"""virtio-crypto (virtio device id 20), the published virtio standard's "Crypto Device", and its :data:`KIND`.
+"""virtio-crypto (virtio device id 20): profiles of the crypto device on one set of ``cryptography`` services,
+and its :data:`KIND`.
 
-``constants`` (spec names and numbers), ``codec`` (wire format -> request values), ``services``
-(``cryptography``-backed sessions per service), ``sessions`` (session table), ``device``
-(:class:`CryptoDevice`: config space, feature bits, request handling).
+``values`` (profile-neutral request values), ``profile`` (what a profile is), ``profiles`` (the published standard
+and plug-ins), ``services`` (``cryptography``-backed sessions per service), ``sessions`` (session table), ``device``
+(:class:`CryptoDevice`: queues, request flow, bulk work on worker threads).
 
-:data:`KIND` registers it (``vfu_virtio.devices.registry``): ``vfu-virtio crypto`` with ``--queues``,
-``--max-sessions`` and ``--max-size``; the store keeps its settings only (no tables of its own).
+:data:`KIND` registers it (``vfu_virtio.devices.registry``): ``vfu-virtio crypto`` with ``--profile``, ``--queues``,
+``--max-sessions``, ``--max-size`` and ``--bulk-threshold``; the store keeps its settings only (no tables of its
+own). The profile is fixed when the instance is created.
 """
 from __future__ import annotations
 
+from vfu_virtio.abi.crypto import VIRTIO_ID_CRYPTO
 from vfu_virtio.devices.registry import DeviceKind, Option
 from vfu_virtio.store import Namespace
 
-from .constants import VIRTIO_ID_CRYPTO
-from .device import MAX_DATAQUEUES, CryptoDevice
+from . import profiles
+from .device import BULK_THRESHOLD, MAX_BULK_THRESHOLD, MAX_DATAQUEUES, CryptoDevice
 
 __all__ = ["CryptoDevice", "KIND"]
 
@@ -30,13 +33,21 @@ KIND = DeviceKind(
     summary="virtio-crypto: cipher, hash, MAC, AEAD and akcipher sessions computed with cryptography",
     factory=_build,
     options=(
+        Option("--profile", "profile", "Crypto profile, the device's wire dialect (configuration layout, feature "
+               "bits, request format, algorithm numbers): standard is the published virtio standard v1.4 as the "
+               "Linux driver speaks it; more come from the modules named in VFU_VIRTIO_CRYPTO_PROFILES.",
+               profiles.DEFAULT, choices=tuple(sorted(profiles.available())), fixed=True),
         Option("--queues", "max_dataqueues", "Number of data queues (max_dataqueues); the controlq comes "
                "after them.", 4, range=(1, MAX_DATAQUEUES), unit="data queues"),
         Option("--max-sessions", "max_sessions", "Cap on live sessions; create-session answers an error when "
                "it is reached.", 1024, range=(1, 1 << 20), unit="sessions"),
         Option("--max-size", "max_size", "max_size: largest request payload in bytes the device accepts.",
                1 << 20, range=(1, 1 << 30), unit="bytes"),
+        Option("--bulk-threshold", "bulk_threshold", "Data-queue requests whose source is at least this many "
+               "bytes run their cryptography call on that queue's worker thread, so smaller ones are not held up "
+               "behind them; 0 = every request on the event-loop thread.", BULK_THRESHOLD,
+               range=(0, MAX_BULK_THRESHOLD), unit="bytes"),
     ),
-    client_module="vfu_virtio.devices.crypto.driver",
+    client_module="vfu_virtio.client.crypto",
     guest_attachable=True,
 )

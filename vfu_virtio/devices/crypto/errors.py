@@ -1,18 +1,18 @@
-"""The one exception of the crypto device: a request answered with a VIRTIO_CRYPTO_STATUS value.
+"""The one exception of the crypto device: a request answered with a :class:`~.values.Status`.
 
-Parsing (``codec``), session building and execution (``services``, ``sessions``) raise
-:class:`CryptoStatus`; the device catches it and writes ``status`` into the request's outcome ("Operation
-Status"). It never escapes the device: every request is completed in-band (AMB-26).
+Parsing (a profile's codec), session building and execution (``services``, ``sessions``) raise
+:class:`CryptoStatus`; the device catches it and the profile's codec writes the status into the request's outcome
+("Operation Status"). It never escapes the device: every request is completed in-band (AMB-26).
 """
 from __future__ import annotations
 
-from .constants import STATUS_NAMES
+from .values import Status
 
 
 class CryptoStatus(Exception):
-    """Answer the current request with ``status`` (a ``VIRTIO_CRYPTO_*`` status code, 1..6) because of ``why``."""
+    """Answer the current request with ``status`` (any :class:`~.values.Status` but OK) because of ``why``."""
 
-    def __init__(self, status: int, why: str):
-        super().__init__(f"{STATUS_NAMES.get(status, status)}: {why}")
+    def __init__(self, status: Status, why: str):
+        super().__init__(f"{status.name}: {why}")
         self.status = status
         self.why = why

@@ -1,19 +1,24 @@
 """The crypto services behind the wire: one session class per service, every primitive from ``cryptography``.
 
-A session object is built from the plain parameter values of ``codec.py`` (a create-session request or the
-``sess_para`` of a stateless request) and validates them once; ``run(op, out)`` executes one data operation,
-writes its outputs into ``out`` (the request's :class:`~vfu_virtio.virtio.chain.ChainWriter`, at offsets
-into the writable stream; the status byte is the device's business) and returns the stream offset just past
-the last output byte (0 when there is none). Faults raise :class:`~.errors.CryptoStatus` before any output
-is written. A cipher or digest reads its source straight from guest memory, and a cipher writes its result
-straight into it, when the bytes lie in one descriptor (``ChainReader.take``, ``ChainWriter.view``).
+Profile-neutral: a session object is built from the parameter values of ``values.py`` (a create-session request or
+the ``sess_para`` of a stateless request, as any profile's codec makes them; algorithms by name) and validates them
+once; ``run(op, out)`` executes one data operation, writes its outputs into ``out`` (the request's
+:class:`~vfu_virtio.virtio.chain.ChainWriter`, at offsets into the writable stream; the status byte is the profile's
+business) and returns the stream offset just past the last output byte (0 when there is none). Faults raise
+:class:`~.errors.CryptoStatus` before any output is written. A cipher or digest reads its source straight from guest
+memory, and a cipher writes its result straight into it, when the bytes lie in one descriptor (``ChainReader.take``,
+``ChainWriter.view``).
 
 Validation ("Session operation: create session" device requirements; ``docs/decisions.md``):
 
-* algorithm not in this module's tables (or not working in the installed OpenSSL) -> NOTSUPP;
+* algorithm (or RSA padding, DigestInfo hash, curve) not in this module's tables, or not working in the installed
+  OpenSSL -> NOTSUPP;
 * key length illegal for the algorithm, ``op`` not ENCRYPT/DECRYPT, ``hash_result_len``/``tag_len`` out of
-  range, unknown chain order -> ERR (AMB-14, AMB-18, AMB-17);
+  range, unknown chain order or key type -> ERR (AMB-14, AMB-18, AMB-17);
 * data operation whose opcode direction differs from the session's ``op`` -> ERR (AMB-12).
+
+A wire value the profile does not name (an ``int``, see ``values.py``) is in none of the tables, so it gets the
+answer of its field above.
 
 Semantics decided where the standard is silent:
 
@@ -43,6 +48,14 @@ Semantics decided where the standard is silent:
   DigestInfo; src is the digest); NO_HASH verify compares the recovered block, NO_HASH sign -> NOTSUPP; raw
   sign/verify -> NOTSUPP (the standard forbids it). ECDSA: sign/verify of a 20/28/32/48/64-byte digest, DER
   Ecdsa-Sig-Value; encrypt/decrypt -> NOTSUPP. A failed verification -> KEY_REJECTED.
+
+Threads: a session may run on the event-loop thread and on a data queue's worker thread at once. Every cipher and
+AEAD operation builds its own context; a digest starts from ``copy()`` of the session's fresh (keyed) context, which
+is never updated itself: ``cryptography``'s ``Hash.copy``, ``HMAC.copy`` and ``CMAC.copy`` borrow that context
+read-only and duplicate it in OpenSSL, so two threads may copy it at once without a lock. Key objects are immutable.
+
+:data:`SESSIONS` (parameter type -> session class) and :data:`IMPLEMENTED` (service -> algorithm names) are what a
+profile builds its service table and its advertised algorithms from.
 """
 from __future__ import annotations
 
@@ -58,30 +71,30 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
 from vfu_virtio.virtio.chain import ChainWriter
 
-from . import constants as C
-from .codec import (AeadOp, AeadParams, AkcipherOp, AkcipherParams, ChainOp, ChainParams, CipherOp,
-                    Buffer, CipherParams, DigestOp, HashParams, MacParams, SessionParams)
 from .errors import CryptoStatus
+from .values import (AeadOp, AeadParams, AkcipherOp, AkcipherOperation, AkcipherParams, Buffer, ChainOp, ChainOrder,
+                     ChainParams, CipherOp, CipherParams, DigestOp, Direction, HashParams, KeyType, MacParams,
+                     RsaPadding, Service, Status)
 
 #: Largest SHAKE128/SHAKE256 ``hash_result_len`` in bytes (the XOF has no natural bound).
 SHAKE_MAX_RESULT_LEN = 4096
 
 
 def _err(why: str) -> CryptoStatus:
-    return CryptoStatus(C.VIRTIO_CRYPTO_ERR, why)
+    return CryptoStatus(Status.ERR, why)
 
 
 def _notsupp(why: str) -> CryptoStatus:
-    return CryptoStatus(C.VIRTIO_CRYPTO_NOTSUPP, why)
+    return CryptoStatus(Status.NOTSUPP, why)
 
 
-def _direction(op: int) -> bool:
-    """``op`` VIRTIO_CRYPTO_OP_ENCRYPT (True) / _DECRYPT (False); anything else -> ERR."""
-    if op == C.VIRTIO_CRYPTO_OP_ENCRYPT:
+def _direction(op: Direction | int) -> bool:
+    """``op`` ENCRYPT (True) / DECRYPT (False); anything else -> ERR."""
+    if op is Direction.ENCRYPT:
         return True
-    if op == C.VIRTIO_CRYPTO_OP_DECRYPT:
+    if op is Direction.DECRYPT:
         return False
-    raise _err(f"op {op} is neither VIRTIO_CRYPTO_OP_ENCRYPT nor _DECRYPT")
+    raise _err(f"op {op} is neither ENCRYPT nor DECRYPT")
 
 
 def _same_direction(request_encrypt: bool, session_encrypt: bool) -> None:
@@ -101,7 +114,7 @@ def _tdes_key(key: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class CipherSpec:
-    """How one VIRTIO_CRYPTO_CIPHER_* value maps onto ``cryptography``: legal ``key_sizes`` (bytes),
+    """How one cipher algorithm maps onto ``cryptography``: legal ``key_sizes`` (bytes),
     ``iv_len`` (bytes, 0 = none), ``block`` (input must be a multiple; 1 = any), ``min_len`` (bytes)."""
 
     algorithm: Callable[[bytes], object]
@@ -113,21 +126,16 @@ class CipherSpec:
 
 
 _CIPHER_SPECS = {
-    C.VIRTIO_CRYPTO_CIPHER_ARC4: CipherSpec(ARC4, None, frozenset({5, 7, 8, 10, 16, 20, 24, 32}), 0),
-    C.VIRTIO_CRYPTO_CIPHER_AES_ECB: CipherSpec(algorithms.AES, lambda iv: modes.ECB(), frozenset({16, 24, 32}),
-                                               0, 16),
-    C.VIRTIO_CRYPTO_CIPHER_AES_CBC: CipherSpec(algorithms.AES, modes.CBC, frozenset({16, 24, 32}), 16, 16),
-    C.VIRTIO_CRYPTO_CIPHER_AES_CTR: CipherSpec(algorithms.AES, modes.CTR, frozenset({16, 24, 32}), 16),
-    C.VIRTIO_CRYPTO_CIPHER_AES_XTS: CipherSpec(algorithms.AES, modes.XTS, frozenset({32, 64}), 16, 1, 16),
-    C.VIRTIO_CRYPTO_CIPHER_DES_ECB: CipherSpec(lambda k: TripleDES(_des_key(k)), lambda iv: modes.ECB(),
-                                               frozenset({8}), 0, 8),
-    C.VIRTIO_CRYPTO_CIPHER_DES_CBC: CipherSpec(lambda k: TripleDES(_des_key(k)), modes.CBC, frozenset({8}), 8, 8),
-    C.VIRTIO_CRYPTO_CIPHER_3DES_ECB: CipherSpec(lambda k: TripleDES(_tdes_key(k)), lambda iv: modes.ECB(),
-                                                frozenset({16, 24}), 0, 8),
-    C.VIRTIO_CRYPTO_CIPHER_3DES_CBC: CipherSpec(lambda k: TripleDES(_tdes_key(k)), modes.CBC,
-                                                frozenset({16, 24}), 8, 8),
-    C.VIRTIO_CRYPTO_CIPHER_3DES_CTR: CipherSpec(lambda k: TripleDES(_tdes_key(k)), modes.CTR,
-                                                frozenset({16, 24}), 8),
+    "ARC4": CipherSpec(ARC4, None, frozenset({5, 7, 8, 10, 16, 20, 24, 32}), 0),
+    "AES-ECB": CipherSpec(algorithms.AES, lambda iv: modes.ECB(), frozenset({16, 24, 32}), 0, 16),
+    "AES-CBC": CipherSpec(algorithms.AES, modes.CBC, frozenset({16, 24, 32}), 16, 16),
+    "AES-CTR": CipherSpec(algorithms.AES, modes.CTR, frozenset({16, 24, 32}), 16),
+    "AES-XTS": CipherSpec(algorithms.AES, modes.XTS, frozenset({32, 64}), 16, 1, 16),
+    "DES-ECB": CipherSpec(lambda k: TripleDES(_des_key(k)), lambda iv: modes.ECB(), frozenset({8}), 0, 8),
+    "DES-CBC": CipherSpec(lambda k: TripleDES(_des_key(k)), modes.CBC, frozenset({8}), 8, 8),
+    "3DES-ECB": CipherSpec(lambda k: TripleDES(_tdes_key(k)), lambda iv: modes.ECB(), frozenset({16, 24}), 0, 8),
+    "3DES-CBC": CipherSpec(lambda k: TripleDES(_tdes_key(k)), modes.CBC, frozenset({16, 24}), 8, 8),
+    "3DES-CTR": CipherSpec(lambda k: TripleDES(_tdes_key(k)), modes.CTR, frozenset({16, 24}), 8),
 }
 
 
@@ -148,13 +156,13 @@ CIPHERS = {algo: spec for algo, spec in _CIPHER_SPECS.items() if _probe_cipher(s
 class CipherEngine:
     """A validated cipher algorithm + key; :meth:`apply` runs one complete operation (AMB-15, AMB-16)."""
 
-    def __init__(self, algo: int, key: bytes):
+    def __init__(self, algo: str | int, key: bytes):
         spec = CIPHERS.get(algo)
         if spec is None:
             raise _notsupp(f"cipher algorithm {algo}")
         if len(key) not in spec.key_sizes:
             raise _err(f"cipher algorithm {algo} does not take a {len(key)}-byte key")
-        if algo == C.VIRTIO_CRYPTO_CIPHER_AES_XTS and key[:len(key) // 2] == key[len(key) // 2:]:
+        if algo == "AES-XTS" and key[:len(key) // 2] == key[len(key) // 2:]:
             raise _err("AES-XTS key with two equal halves (OpenSSL refuses them)")
         self.algorithm = spec.algorithm(key)
         self.spec = spec
@@ -207,10 +215,10 @@ class CipherEngine:
 
 
 class CipherSession:
-    """VIRTIO_CRYPTO_SYM_OP_CIPHER session ("Session operation: Symmetric algorithms session")."""
+    """Plain cipher session (sym op_type CIPHER, "Session operation: Symmetric algorithms session")."""
 
-    service = C.VIRTIO_CRYPTO_SERVICE_CIPHER
-    op_type = C.VIRTIO_CRYPTO_SYM_OP_CIPHER
+    service = Service.CIPHER
+    op_class = CipherOp
 
     def __init__(self, params: CipherParams):
         self.engine = CipherEngine(params.algo, params.key)
@@ -228,27 +236,24 @@ class CipherSession:
 
 # ---- HASH and MAC -----------------------------------------------------------------------------------------
 _HASHES = {
-    C.VIRTIO_CRYPTO_HASH_MD5: hashes.MD5, C.VIRTIO_CRYPTO_HASH_SHA1: hashes.SHA1,
-    C.VIRTIO_CRYPTO_HASH_SHA_224: hashes.SHA224, C.VIRTIO_CRYPTO_HASH_SHA_256: hashes.SHA256,
-    C.VIRTIO_CRYPTO_HASH_SHA_384: hashes.SHA384, C.VIRTIO_CRYPTO_HASH_SHA_512: hashes.SHA512,
-    C.VIRTIO_CRYPTO_HASH_SHA3_224: hashes.SHA3_224, C.VIRTIO_CRYPTO_HASH_SHA3_256: hashes.SHA3_256,
-    C.VIRTIO_CRYPTO_HASH_SHA3_384: hashes.SHA3_384, C.VIRTIO_CRYPTO_HASH_SHA3_512: hashes.SHA3_512,
+    "MD5": hashes.MD5, "SHA-1": hashes.SHA1, "SHA-224": hashes.SHA224, "SHA-256": hashes.SHA256,
+    "SHA-384": hashes.SHA384, "SHA-512": hashes.SHA512, "SHA3-224": hashes.SHA3_224, "SHA3-256": hashes.SHA3_256,
+    "SHA3-384": hashes.SHA3_384, "SHA3-512": hashes.SHA3_512,
 }
-_XOFS = {C.VIRTIO_CRYPTO_HASH_SHA3_SHAKE128: hashes.SHAKE128, C.VIRTIO_CRYPTO_HASH_SHA3_SHAKE256: hashes.SHAKE256}
-#: VIRTIO_CRYPTO_HASH_* values offered.
+_XOFS = {"SHAKE128": hashes.SHAKE128, "SHAKE256": hashes.SHAKE256}
+#: HASH algorithm names offered.
 HASHES = frozenset(_HASHES) | frozenset(_XOFS)
 
 _HMACS = {
-    C.VIRTIO_CRYPTO_MAC_HMAC_MD5: hashes.MD5, C.VIRTIO_CRYPTO_MAC_HMAC_SHA1: hashes.SHA1,
-    C.VIRTIO_CRYPTO_MAC_HMAC_SHA_224: hashes.SHA224, C.VIRTIO_CRYPTO_MAC_HMAC_SHA_256: hashes.SHA256,
-    C.VIRTIO_CRYPTO_MAC_HMAC_SHA_384: hashes.SHA384, C.VIRTIO_CRYPTO_MAC_HMAC_SHA_512: hashes.SHA512,
+    "HMAC-MD5": hashes.MD5, "HMAC-SHA-1": hashes.SHA1, "HMAC-SHA-224": hashes.SHA224,
+    "HMAC-SHA-256": hashes.SHA256, "HMAC-SHA-384": hashes.SHA384, "HMAC-SHA-512": hashes.SHA512,
 }
 #: CMAC algorithms: (block cipher factory, legal key sizes in bytes).
 _CMACS = {
-    C.VIRTIO_CRYPTO_MAC_CMAC_AES: (algorithms.AES, frozenset({16, 24, 32})),
-    C.VIRTIO_CRYPTO_MAC_CMAC_3DES: (lambda k: TripleDES(_tdes_key(k)), frozenset({16, 24})),
+    "CMAC-AES": (algorithms.AES, frozenset({16, 24, 32})),
+    "CMAC-3DES": (lambda k: TripleDES(_tdes_key(k)), frozenset({16, 24})),
 }
-#: VIRTIO_CRYPTO_MAC_* values offered.
+#: MAC algorithm names offered.
 MACS = frozenset(_HMACS) | frozenset(_CMACS)
 
 
@@ -256,7 +261,8 @@ class DigestEngine:
     """A HASH or MAC algorithm with its result length (and key): :meth:`digest` -> ``result_len`` bytes.
 
     The session keeps one fresh (keyed) context and each digest starts from a copy of it, so a MAC key is
-    set up once per session, not once per request.
+    set up once per session, not once per request; the fresh context is only ever copied, from any thread (see the
+    module docstring).
     """
 
     def __init__(self, params: HashParams | MacParams):
@@ -301,10 +307,10 @@ class DigestEngine:
 class DigestSession:
     """HASH or MAC session ("HASH Service Operation", "MAC Service Operation")."""
 
-    op_type = 0
+    op_class = DigestOp
 
     def __init__(self, params: HashParams | MacParams):
-        self.service = C.VIRTIO_CRYPTO_SERVICE_HASH if isinstance(params, HashParams) else C.VIRTIO_CRYPTO_SERVICE_MAC
+        self.service = Service.HASH if isinstance(params, HashParams) else Service.MAC
         self.engine = DigestEngine(params)
 
     def run(self, op: DigestOp, out: ChainWriter) -> int:
@@ -318,19 +324,18 @@ class DigestSession:
 
 # ---- Algorithm chaining -----------------------------------------------------------------------------------
 class ChainSession:
-    """VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING session: cipher + HASH (PLAIN) or MAC (AUTH) (AMB-19)."""
+    """Algorithm-chaining session (sym op_type ALGORITHM_CHAINING): cipher + HASH (PLAIN) or MAC (AUTH) (AMB-19)."""
 
-    service = C.VIRTIO_CRYPTO_SERVICE_CIPHER
-    op_type = C.VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING
+    service = Service.CIPHER
+    op_class = ChainOp
 
     def __init__(self, params: ChainParams):
-        if params.order not in (C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER,
-                                C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH):
+        if not isinstance(params.order, ChainOrder):
             raise _err(f"alg_chain_order {params.order}")
         self.cipher = CipherEngine(params.cipher.algo, params.cipher.key)
         self.encrypt = _direction(params.cipher.op)
         self.digest = DigestEngine(params.auth)
-        self.hash_first = params.order == C.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER
+        self.hash_first = params.order is ChainOrder.HASH_THEN_CIPHER
 
     def run(self, op: ChainOp, out: ChainWriter) -> int:
         """``dst_data`` at offset 0 (``src_data_len`` bytes), ``hash_result`` at offset ``dst_data_len``."""
@@ -356,24 +361,24 @@ class ChainSession:
 # ---- AEAD -------------------------------------------------------------------------------------------------
 _GCM_TAGS = frozenset({4, 8, 12, 13, 14, 15, 16})  # NIST SP 800-38D 5.2.1.2
 _CCM_TAGS = frozenset({4, 6, 8, 10, 12, 14, 16})  # NIST SP 800-38C A.1
-#: VIRTIO_CRYPTO_AEAD_* values offered.
-AEADS = frozenset({C.VIRTIO_CRYPTO_AEAD_GCM, C.VIRTIO_CRYPTO_AEAD_CCM, C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305})
+#: AEAD algorithm names offered.
+AEADS = frozenset({"AES-GCM", "AES-CCM", "ChaCha20-Poly1305"})
 
 
 class AeadSession:
     """AEAD session ("Session operation: AEAD session", "AEAD Service Operation"; AMB-17)."""
 
-    service = C.VIRTIO_CRYPTO_SERVICE_AEAD
-    op_type = 0
+    service = Service.AEAD
+    op_class = AeadOp
 
     def __init__(self, params: AeadParams):
         algo, key, tag_len = params.algo, params.key, params.tag_len
         if algo not in AEADS:
             raise _notsupp(f"AEAD algorithm {algo}")
-        if algo == C.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305:
+        if algo == "ChaCha20-Poly1305":
             keys, tags = {32}, {16}
         else:
-            keys, tags = {16, 24, 32}, _GCM_TAGS if algo == C.VIRTIO_CRYPTO_AEAD_GCM else _CCM_TAGS
+            keys, tags = {16, 24, 32}, _GCM_TAGS if algo == "AES-GCM" else _CCM_TAGS
         if len(key) not in keys:
             raise _err(f"AEAD algorithm {algo} does not take a {len(key)}-byte key")
         if tag_len not in tags:
@@ -383,9 +388,9 @@ class AeadSession:
 
     def _check_iv(self, iv: bytes) -> None:
         n = len(iv)
-        if self.algo == C.VIRTIO_CRYPTO_AEAD_GCM and n == 16:
+        if self.algo == "AES-GCM" and n == 16:
             raise _notsupp("GCM with a 16-byte pre-computed J0")
-        ok = 7 <= n <= 13 if self.algo == C.VIRTIO_CRYPTO_AEAD_CCM else n == 12
+        ok = 7 <= n <= 13 if self.algo == "AES-CCM" else n == 12
         if not ok:
             raise _err(f"iv_len {n} is not legal for AEAD algorithm {self.algo}")
 
@@ -408,18 +413,18 @@ class AeadSession:
             try:
                 result = self._open(op.iv, op.src[:-t] if t else op.src, op.src[len(op.src) - t:], op.aad)
             except InvalidTag:
-                raise CryptoStatus(C.VIRTIO_CRYPTO_BADMSG, "authentication tag mismatch") from None
+                raise CryptoStatus(Status.BADMSG, "authentication tag mismatch") from None
         out.write_at(0, result)  # a plaintext only once its tag verified
         return len(result)
 
     def _seal(self, iv: bytes, data: bytes, aad: bytes) -> bytes:
         try:
-            if self.algo == C.VIRTIO_CRYPTO_AEAD_GCM:
+            if self.algo == "AES-GCM":
                 ctx = Cipher(algorithms.AES(self.key), modes.GCM(iv)).encryptor()
                 ctx.authenticate_additional_data(aad)
                 out = ctx.update(data) + ctx.finalize()
                 return out + ctx.tag[:self.tag_len]
-            if self.algo == C.VIRTIO_CRYPTO_AEAD_CCM:
+            if self.algo == "AES-CCM":
                 return AESCCM(self.key, self.tag_len).encrypt(iv, data, aad)
             return ChaCha20Poly1305(self.key).encrypt(iv, data, aad)
         except (ValueError, OverflowError) as e:  # e.g. CCM message too long for the nonce's length field
@@ -427,12 +432,12 @@ class AeadSession:
 
     def _open(self, iv: bytes, ct: bytes, tag: bytes, aad: bytes) -> bytes:
         try:
-            if self.algo == C.VIRTIO_CRYPTO_AEAD_GCM:
+            if self.algo == "AES-GCM":
                 ctx = Cipher(algorithms.AES(self.key), modes.GCM(iv, tag, min_tag_length=len(tag))).decryptor()
                 ctx.authenticate_additional_data(aad)
                 out = ctx.update(ct)
                 return out + ctx.finalize()  # raises InvalidTag before anything is returned
-            if self.algo == C.VIRTIO_CRYPTO_AEAD_CCM:
+            if self.algo == "AES-CCM":
                 return AESCCM(self.key, self.tag_len).decrypt(iv, ct + tag, aad)
             return ChaCha20Poly1305(self.key).decrypt(iv, ct + tag, aad)
         except (ValueError, OverflowError) as e:
@@ -441,21 +446,17 @@ class AeadSession:
 
 # ---- AKCIPHER ---------------------------------------------------------------------------------------------
 _RSA_HASHES = {
-    C.VIRTIO_CRYPTO_RSA_MD5: hashes.MD5, C.VIRTIO_CRYPTO_RSA_SHA1: hashes.SHA1,
-    C.VIRTIO_CRYPTO_RSA_SHA224: hashes.SHA224, C.VIRTIO_CRYPTO_RSA_SHA256: hashes.SHA256,
-    C.VIRTIO_CRYPTO_RSA_SHA384: hashes.SHA384, C.VIRTIO_CRYPTO_RSA_SHA512: hashes.SHA512,
+    "MD5": hashes.MD5, "SHA-1": hashes.SHA1, "SHA-224": hashes.SHA224, "SHA-256": hashes.SHA256,
+    "SHA-384": hashes.SHA384, "SHA-512": hashes.SHA512,
 }
-_CURVES = {
-    C.VIRTIO_CRYPTO_CURVE_NIST_P192: ec.SECP192R1, C.VIRTIO_CRYPTO_CURVE_NIST_P224: ec.SECP224R1,
-    C.VIRTIO_CRYPTO_CURVE_NIST_P256: ec.SECP256R1, C.VIRTIO_CRYPTO_CURVE_NIST_P384: ec.SECP384R1,
-    C.VIRTIO_CRYPTO_CURVE_NIST_P521: ec.SECP521R1,
-}
+_CURVES = {"P-192": ec.SECP192R1, "P-224": ec.SECP224R1, "P-256": ec.SECP256R1, "P-384": ec.SECP384R1,
+           "P-521": ec.SECP521R1}
 #: ECDSA digest lengths (bytes) and the hash whose size they match (only the length matters to ECDSA).
 _ECDSA_DIGESTS = {20: hashes.SHA1, 28: hashes.SHA224, 32: hashes.SHA256, 48: hashes.SHA384, 64: hashes.SHA512}
 #: Largest RSA modulus in bits: one request must not stall the device's queues for seconds.
 RSA_MAX_BITS = 8192
-#: VIRTIO_CRYPTO_AKCIPHER_* values offered.
-AKCIPHERS = frozenset({C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_ECDSA})
+#: AKCIPHER algorithm names offered.
+AKCIPHERS = frozenset({"RSA", "ECDSA"})
 
 
 def _der_items(der: bytes) -> list[tuple[int, bytes]]:
@@ -518,27 +519,27 @@ def _der_rsa_key(der: bytes, private: bool):
 class AkcipherSession:
     """AKCIPHER session (RSA, ECDSA): "Session operation: AKCIPHER session", "AKCIPHER Service Operation"."""
 
-    service = C.VIRTIO_CRYPTO_SERVICE_AKCIPHER
-    op_type = 0
+    service = Service.AKCIPHER
+    op_class = AkcipherOp
 
     def __init__(self, params: AkcipherParams):
         if params.algo not in AKCIPHERS:
             raise _notsupp(f"AKCIPHER algorithm {params.algo}")
-        if params.key_type not in (C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE):
+        if not isinstance(params.key_type, KeyType):
             raise _err(f"key_type {params.key_type}")
         self.algo = params.algo
-        self.private = params.key_type == C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE
-        if params.algo == C.VIRTIO_CRYPTO_AKCIPHER_RSA:
+        self.private = params.key_type is KeyType.PRIVATE
+        if params.algo == "RSA":
             self._init_rsa(params)
         else:
             self._init_ecdsa(params)
 
     def _init_rsa(self, params: AkcipherParams) -> None:
-        if params.padding not in (C.VIRTIO_CRYPTO_RSA_RAW_PADDING, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING):
+        if not isinstance(params.padding, RsaPadding):
             raise _notsupp(f"RSA padding_algo {params.padding}")
-        self.raw = params.padding == C.VIRTIO_CRYPTO_RSA_RAW_PADDING
+        self.raw = params.padding is RsaPadding.RAW
         self.hash = None
-        if not self.raw and params.hash_algo != C.VIRTIO_CRYPTO_RSA_NO_HASH:
+        if not self.raw and params.hash_algo is not None:
             factory = _RSA_HASHES.get(params.hash_algo)
             if factory is None:
                 raise _notsupp(f"RSA hash_algo {params.hash_algo}")
@@ -580,7 +581,7 @@ class AkcipherSession:
 
     def run(self, op: AkcipherOp, out: ChainWriter) -> int:
         """The result at offset 0 (its length tells the driver the result size); VERIFY writes nothing."""
-        fn = self._rsa if self.algo == C.VIRTIO_CRYPTO_AKCIPHER_RSA else self._ecdsa
+        fn = self._rsa if self.algo == "RSA" else self._ecdsa
         result = fn(op)
         if result is None:
             return 0
@@ -609,14 +610,14 @@ class AkcipherSession:
         return y.to_bytes(self.k, "big")
 
     def _rsa(self, op: AkcipherOp) -> bytes | None:
-        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT:
+        if op.operation is AkcipherOperation.ENCRYPT:
             if self.raw:
                 return self._rsa_raw(op.src, private=False)
             try:
                 return self.public.encrypt(op.src, padding.PKCS1v15())
             except ValueError as e:
                 raise _err(f"RSA encryption refused: {e}") from None
-        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT:
+        if op.operation is AkcipherOperation.DECRYPT:
             self._need_private()
             if self.raw:
                 return self._rsa_raw(op.src, private=True)
@@ -626,7 +627,7 @@ class AkcipherSession:
                 raise _err(f"RSA decryption failed: {e}") from None
         if self.raw:
             raise _notsupp("RSA raw-padding sessions cannot sign or verify")
-        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_SIGN:
+        if op.operation is AkcipherOperation.SIGN:
             self._need_private()
             if self.hash is None:
                 raise _notsupp("PKCS#1 v1.5 signing without a hash_algo")
@@ -641,41 +642,35 @@ class AkcipherSession:
             else:
                 self.public.verify(op.src, op.message, padding.PKCS1v15(), utils.Prehashed(self.hash))
         except InvalidSignature:
-            raise CryptoStatus(C.VIRTIO_CRYPTO_KEY_REJECTED, "RSA signature verification failed") from None
+            raise CryptoStatus(Status.KEY_REJECTED, "RSA signature verification failed") from None
         except ValueError as e:
             raise _err(f"RSA verification refused: {e}") from None
         return None
 
     def _ecdsa(self, op: AkcipherOp) -> bytes | None:
-        if op.opcode in (C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT):
+        if op.operation in (AkcipherOperation.ENCRYPT, AkcipherOperation.DECRYPT):
             raise _notsupp("ECDSA cannot encrypt or decrypt")
-        digest = op.src if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_SIGN else op.message
+        digest = op.src if op.operation is AkcipherOperation.SIGN else op.message
         factory = _ECDSA_DIGESTS.get(len(digest))
         if factory is None:
             raise _err(f"a {len(digest)}-byte digest is not 20, 28, 32, 48 or 64 bytes")
         algorithm = ec.ECDSA(utils.Prehashed(factory()))
-        if op.opcode == C.VIRTIO_CRYPTO_AKCIPHER_SIGN:
+        if op.operation is AkcipherOperation.SIGN:
             self._need_private()
             return self.key.sign(digest, algorithm)
         try:
             self.public.verify(op.src, digest, algorithm)
         except (InvalidSignature, ValueError):
-            raise CryptoStatus(C.VIRTIO_CRYPTO_KEY_REJECTED, "ECDSA signature verification failed") from None
+            raise CryptoStatus(Status.KEY_REJECTED, "ECDSA signature verification failed") from None
         return None
 
 
-# ---- Session factory ----------------------------------------------------------------------------------------
+# ---- What a profile builds on -------------------------------------------------------------------------------
 Session = CipherSession | ChainSession | DigestSession | AeadSession | AkcipherSession
 
-
-def make_session(params: SessionParams) -> Session:
-    """Build (and validate) the session object for ``params``; raises :class:`CryptoStatus` NOTSUPP/ERR."""
-    if isinstance(params, CipherParams):
-        return CipherSession(params)
-    if isinstance(params, ChainParams):
-        return ChainSession(params)
-    if isinstance(params, (HashParams, MacParams)):
-        return DigestSession(params)
-    if isinstance(params, AeadParams):
-        return AeadSession(params)
-    return AkcipherSession(params)
+#: Session class per parameter type: the service table of a profile that serves every service implemented here.
+SESSIONS = {CipherParams: CipherSession, ChainParams: ChainSession, HashParams: DigestSession,
+            MacParams: DigestSession, AeadParams: AeadSession, AkcipherParams: AkcipherSession}
+#: Algorithm names implemented per service (those a profile may advertise).
+IMPLEMENTED = {Service.CIPHER: frozenset(CIPHERS), Service.HASH: HASHES, Service.MAC: MACS, Service.AEAD: AEADS,
+               Service.AKCIPHER: AKCIPHERS}

@@ -1,34 +1,33 @@
-"""The driver side of the crypto wire format: request bytes as a driver lays them out, outcomes decoded.
+"""The crypto device from the driver side: requests laid out as a driver lays them out, outcomes decoded.
 
-Used by the tests, the end-to-end client and tools; it plays the Linux ``virtio_crypto`` driver (72-byte
-heads without REVISION_1, key/IV/src after the head, status last) or a REVISION_1 driver (unpadded
-``op_flf``, ``*_flf_stateless`` layouts). Each builder returns the device-readable bytes of one request
-(``readable``) and the number of device-writable bytes the request needs (``writable``, status byte
-included); how they are split into descriptors is the caller's choice. Layouts are the ``struct``
-constants of :mod:`.codec` ("Control Virtqueue", "Data Virtqueue").
+The published standard's request builders ("Control Virtqueue", "Data Virtqueue"), used by the tests, the demo, the
+benchmarks and tools: they play the Linux ``virtio_crypto`` driver (72-byte heads without REVISION_1, key/IV/src after
+the head, status last) or a REVISION_1 driver (unpadded ``op_flf``, ``*_flf_stateless`` layouts). Each builder returns
+the device-readable bytes of one request (``readable``) and the number of device-writable bytes the request needs
+(``writable``, status byte included); how they are split into descriptors is the caller's choice. Layouts are the
+``struct`` constants of :mod:`vfu_virtio.abi.crypto`. Another profile's builders belong in a module of their own beside
+this one.
+
+Imports only the side-neutral :mod:`vfu_virtio.abi`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfu_virtio.virtio.chain import DescriptorChain
-
-from . import constants as C
-from .codec import (VIRTIO_CRYPTO_AEAD_CREATE_SESSION_FLF, VIRTIO_CRYPTO_AEAD_DATA_FLF,
-                    VIRTIO_CRYPTO_AEAD_DATA_FLF_STATELESS, VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION_FLF,
-                    VIRTIO_CRYPTO_AKCIPHER_DATA_FLF, VIRTIO_CRYPTO_AKCIPHER_DATA_FLF_STATELESS,
-                    VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF, VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF_STATELESS,
-                    VIRTIO_CRYPTO_ALG_CHAIN_SESSION_FLF, VIRTIO_CRYPTO_CIPHER_DATA_FLF,
-                    VIRTIO_CRYPTO_CIPHER_DATA_FLF_STATELESS, VIRTIO_CRYPTO_CIPHER_SESSION_FLF,
-                    VIRTIO_CRYPTO_CREATE_SESSION_INPUT, VIRTIO_CRYPTO_CTRL_HEADER, VIRTIO_CRYPTO_DESTROY_SESSION_FLF,
-                    VIRTIO_CRYPTO_ECDSA_SESSION_PARA, VIRTIO_CRYPTO_HASH_CREATE_SESSION_FLF,
-                    VIRTIO_CRYPTO_HASH_DATA_FLF, VIRTIO_CRYPTO_HASH_DATA_FLF_STATELESS,
-                    VIRTIO_CRYPTO_MAC_CREATE_SESSION_FLF, VIRTIO_CRYPTO_MAC_DATA_FLF_STATELESS,
-                    VIRTIO_CRYPTO_OP_HEADER, VIRTIO_CRYPTO_RSA_SESSION_PARA, VIRTIO_CRYPTO_SYM_CREATE_SESSION_FLF,
-                    VIRTIO_CRYPTO_SYM_DATA_FLF, VIRTIO_CRYPTO_SYM_DATA_FLF_STATELESS)
-
-CTRL_HEAD_LEGACY = VIRTIO_CRYPTO_CTRL_HEADER.size + C.VIRTIO_CRYPTO_CTRLQ_OP_SPEC_HDR_LEGACY  # 72 bytes
-DATA_HEAD_LEGACY = VIRTIO_CRYPTO_OP_HEADER.size + C.VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY  # 72 bytes
+from ..abi import crypto as C
+from ..abi.crypto import (VIRTIO_CRYPTO_AEAD_CREATE_SESSION_FLF, VIRTIO_CRYPTO_AEAD_DATA_FLF,
+                          VIRTIO_CRYPTO_AEAD_DATA_FLF_STATELESS, VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION_FLF,
+                          VIRTIO_CRYPTO_AKCIPHER_DATA_FLF, VIRTIO_CRYPTO_AKCIPHER_DATA_FLF_STATELESS,
+                          VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF, VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF_STATELESS,
+                          VIRTIO_CRYPTO_ALG_CHAIN_SESSION_FLF, VIRTIO_CRYPTO_CIPHER_DATA_FLF,
+                          VIRTIO_CRYPTO_CIPHER_DATA_FLF_STATELESS, VIRTIO_CRYPTO_CIPHER_SESSION_FLF,
+                          VIRTIO_CRYPTO_CREATE_SESSION_INPUT, VIRTIO_CRYPTO_CTRL_HEADER,
+                          VIRTIO_CRYPTO_DESTROY_SESSION_FLF, VIRTIO_CRYPTO_ECDSA_SESSION_PARA,
+                          VIRTIO_CRYPTO_HASH_CREATE_SESSION_FLF, VIRTIO_CRYPTO_HASH_DATA_FLF,
+                          VIRTIO_CRYPTO_HASH_DATA_FLF_STATELESS, VIRTIO_CRYPTO_MAC_CREATE_SESSION_FLF,
+                          VIRTIO_CRYPTO_MAC_DATA_FLF_STATELESS, VIRTIO_CRYPTO_OP_HEADER, VIRTIO_CRYPTO_RSA_SESSION_PARA,
+                          VIRTIO_CRYPTO_SYM_CREATE_SESSION_FLF, VIRTIO_CRYPTO_SYM_DATA_FLF,
+                          VIRTIO_CRYPTO_SYM_DATA_FLF_STATELESS)
 
 
 @dataclass(frozen=True)
@@ -228,49 +227,3 @@ def akcipher_data_stateless(opcode: int, algo: int, key_type: int, key: bytes, s
     flf = VIRTIO_CRYPTO_AKCIPHER_DATA_FLF_STATELESS.pack(algo, key_type, len(key), para, len(src),
                                                          len(message) if verify else dst_len)
     return _data(opcode, 0, flf, 0, True, 0, key + src + message, 0 if verify else dst_len)
-
-
-# ---- in-process transport ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Completion:
-    """A completed request: ``status`` (the last writable byte), ``out`` (the writable bytes before it),
-    ``used`` (the used length the device returned)."""
-
-    status: int
-    out: bytes
-    used: int
-
-
-class InProcess:
-    """Hands requests to a device object directly: each becomes a DescriptorChain over fresh bytearrays
-    (one readable and one writable descriptor), no transport involved.
-
-    ``features`` are the negotiated crypto feature bits passed to ``activate`` (0 = the Linux driver).
-    """
-
-    def __init__(self, device, features: int = 0):
-        self.device = device
-        self.revision_1 = bool(features & 1)
-        device.activate(features)
-
-    def _run(self, queue: int, readable: list[bytes], writable: list[int]) -> tuple[bytes, int]:
-        outs = [bytearray(n) for n in writable]
-        chain = DescriptorChain(0, [memoryview(bytearray(b)) for b in readable], [memoryview(o) for o in outs])
-        used = self.device.handle(queue, chain)
-        return b"".join(bytes(o) for o in outs), used
-
-    def create(self, req: Request) -> tuple[int, int]:
-        """Send a create-session request on the controlq -> (session_id, status)."""
-        out, _used = self._run(self.device.max_dataqueues, [req.readable], [req.writable])
-        return session_input(out)
-
-    def destroy(self, opcode: int, session_id: int) -> int:
-        """Destroy a session -> status."""
-        req = destroy_session(opcode, session_id, self.revision_1)
-        out, _used = self._run(self.device.max_dataqueues, [req.readable], [req.writable])
-        return out[0]
-
-    def data(self, req: Request, queue: int = 0, extra: int = 0) -> Completion:
-        """Send a dataq request with ``extra`` spare writable bytes -> :class:`Completion`."""
-        out, used = self._run(queue, [req.readable], [req.writable + extra])
-        return Completion(out[-1], out[:-1], used)

@@ -1,13 +1,20 @@
-"""Constants of the virtio crypto device, named and numbered as the published virtio standard names them.
+"""The published virtio standard's crypto device: its numbers and wire layouts, for both sides.
 
-Source: virtio v1.4 "Crypto Device" (``device-types/crypto/description.tex``): "Device ID", "Feature bits",
-"Supported crypto services", "Device configuration layout", "Operation Status", "Control Virtqueue",
-"Data Virtqueue", "Session operation: AKCIPHER session".
+Source: virtio v1.4 "Crypto Device" ("Device ID", "Feature bits", "Supported crypto services", "Device configuration
+layout", "Operation Status", "Control Virtqueue", "Data Virtqueue", "Session operation: AKCIPHER session", and the
+per-service "... Operation" sections). Every integer is little-endian; the ``struct.Struct`` constants are named after
+the standard's structs and their comments give each field's byte offset.
 
-Where the Linux uapi header (``include/uapi/linux/virtio_crypto.h``) disagrees with the standard, the
-standard wins (PD-1 in ``docs/decisions.md``): Linux numbers ECDSA 3 (after a DSA = 2 that
-the standard does not define); the standard numbers ECDSA 2, and so do we.
+Where the Linux uapi header (``include/uapi/linux/virtio_crypto.h``) disagrees with the standard, the standard wins
+(PD-1 in ``docs/decisions.md``): Linux numbers ECDSA 3 (after a DSA = 2 that the standard does not define); the
+standard numbers ECDSA 2, and so does this module.
+
+The device side (``vfu_virtio.devices.crypto``, its standard profile) parses with these layouts, the driver side
+(``vfu_virtio.client.crypto``) builds requests with them. Imports nothing of vfu_virtio.
 """
+from __future__ import annotations
+
+import struct
 
 VIRTIO_ID_CRYPTO = 20
 
@@ -237,3 +244,95 @@ VIRTIO_CRYPTO_ALG_CHAIN_SESS_OP_SPEC_HDR_SIZE = 16
 VIRTIO_CRYPTO_AKCIPHER_SESS_ALGO_SPEC_HDR_SIZE = 44
 VIRTIO_CRYPTO_SYM_DATA_REQ_HDR_SIZE = 40
 VIRTIO_CRYPTO_SYM_DATE_REQ_HDR_STATELESS_SIZE = 72  # sic: the standard spells it DATE
+
+# ---- Controlq wire structs ("Control Virtqueue", "Session operation") -----------------------------------
+#: struct virtio_crypto_ctrl_header, 16 bytes: le32 opcode @0, le32 algo @4, le32 flag @8, le32 reserved @12.
+VIRTIO_CRYPTO_CTRL_HEADER = struct.Struct("<IIII")
+#: struct virtio_crypto_cipher_session_flf, 16 bytes: le32 algo @0, key_len @4, op @8, padding @12.
+VIRTIO_CRYPTO_CIPHER_SESSION_FLF = struct.Struct("<IIII")
+#: struct virtio_crypto_hash_create_session_flf, 8 bytes: le32 algo @0, le32 hash_result_len @4.
+VIRTIO_CRYPTO_HASH_CREATE_SESSION_FLF = struct.Struct("<II")
+#: struct virtio_crypto_mac_create_session_flf, 16 bytes: algo @0, hash_result_len @4, auth_key_len @8, padding.
+VIRTIO_CRYPTO_MAC_CREATE_SESSION_FLF = struct.Struct("<IIII")
+#: struct virtio_crypto_alg_chain_session_flf, 48 bytes: le32 alg_chain_order @0, le32 hash_mode @4,
+#: cipher_hdr (virtio_crypto_cipher_session_flf) @8..23, algo_flf[16] (hash or mac session flf) @24..39,
+#: le32 aad_len @40, le32 padding @44.
+VIRTIO_CRYPTO_ALG_CHAIN_SESSION_FLF = struct.Struct("<II16s16sII")
+#: struct virtio_crypto_sym_create_session_flf, 56 bytes: op_flf[48] (cipher or chain session flf) @0,
+#: le32 op_type @48, le32 padding @52.
+VIRTIO_CRYPTO_SYM_CREATE_SESSION_FLF = struct.Struct("<48sII")
+#: struct virtio_crypto_aead_create_session_flf, 24 bytes: algo @0, key_len @4, tag_len @8, aad_len @12,
+#: op @16, padding @20.
+VIRTIO_CRYPTO_AEAD_CREATE_SESSION_FLF = struct.Struct("<IIIIII")
+#: struct virtio_crypto_akcipher_create_session_flf, 56 bytes: le32 algo @0, le32 key_type @4,
+#: le32 key_len @8, algo_flf[44] @12 (virtio_crypto_rsa_session_para or virtio_crypto_ecdsa_session_para).
+VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION_FLF = struct.Struct("<III44s")
+#: struct virtio_crypto_rsa_session_para, 8 bytes: le32 padding_algo @0, le32 hash_algo @4.
+VIRTIO_CRYPTO_RSA_SESSION_PARA = struct.Struct("<II")
+#: struct virtio_crypto_ecdsa_session_para, 4 bytes: le32 curve_id @0.
+VIRTIO_CRYPTO_ECDSA_SESSION_PARA = struct.Struct("<I")
+#: struct virtio_crypto_destroy_session_flf, 8 bytes: le64 session_id @0.
+VIRTIO_CRYPTO_DESTROY_SESSION_FLF = struct.Struct("<Q")
+#: struct virtio_crypto_create_session_input (device-writable), 16 bytes: le64 session_id @0,
+#: le32 status @8, le32 padding @12.
+VIRTIO_CRYPTO_CREATE_SESSION_INPUT = struct.Struct("<QII")
+#: struct virtio_crypto_destroy_session_input (device-writable), 1 byte: u8 status.
+VIRTIO_CRYPTO_DESTROY_SESSION_INPUT = struct.Struct("<B")
+
+# ---- Dataq wire structs ("Data Virtqueue" and the per-service "... Operation" sections) -------------------
+#: struct virtio_crypto_op_header, 24 bytes: le32 opcode @0, le32 algo @4, le64 session_id @8,
+#: le32 flag @16, le32 padding @20.
+VIRTIO_CRYPTO_OP_HEADER = struct.Struct("<IIQII")
+#: struct virtio_crypto_cipher_data_flf, 16 bytes: iv_len @0, src_data_len @4, dst_data_len @8, padding @12.
+VIRTIO_CRYPTO_CIPHER_DATA_FLF = struct.Struct("<IIII")
+#: struct virtio_crypto_alg_chain_data_flf, 40 bytes: iv_len @0, src_data_len @4, dst_data_len @8,
+#: cipher_start_src_offset @12, len_to_cipher @16, hash_start_src_offset @20, len_to_hash @24,
+#: aad_len @28, hash_result_len @32, reserved @36.
+VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF = struct.Struct("<10I")
+#: struct virtio_crypto_sym_data_flf, 48 bytes: op_type_flf[40] @0, le32 op_type @40, le32 padding @44.
+VIRTIO_CRYPTO_SYM_DATA_FLF = struct.Struct("<40sII")
+#: struct virtio_crypto_hash_data_flf (and virtio_crypto_mac_data_flf), 8 bytes: src_data_len @0,
+#: hash_result_len @4.
+VIRTIO_CRYPTO_HASH_DATA_FLF = struct.Struct("<II")
+VIRTIO_CRYPTO_MAC_DATA_FLF = VIRTIO_CRYPTO_HASH_DATA_FLF
+#: struct virtio_crypto_aead_data_flf, 24 bytes: iv_len @0, aad_len @4, src_data_len @8, dst_data_len @12,
+#: tag_len @16, reserved @20.
+VIRTIO_CRYPTO_AEAD_DATA_FLF = struct.Struct("<6I")
+#: struct virtio_crypto_akcipher_data_flf, 8 bytes: src_data_len @0, dst_data_len @4.
+VIRTIO_CRYPTO_AKCIPHER_DATA_FLF = struct.Struct("<II")
+#: struct virtio_crypto_cipher_data_flf_stateless, 24 bytes: sess_para {algo @0, key_len @4, op @8},
+#: iv_len @12, src_data_len @16, dst_data_len @20.
+VIRTIO_CRYPTO_CIPHER_DATA_FLF_STATELESS = struct.Struct("<6I")
+#: struct virtio_crypto_alg_chain_data_flf_stateless, 72 bytes: sess_para {alg_chain_order @0, aad_len @4,
+#: cipher {algo @8, key_len @12, op @16}, hash {algo @20, auth_key_len @24, hash_mode @28}}, iv_len @32,
+#: src_data_len @36, dst_data_len @40, cipher_start_src_offset @44, len_to_cipher @48,
+#: hash_start_src_offset @52, len_to_hash @56, aad_len @60, hash_result_len @64, reserved @68.
+VIRTIO_CRYPTO_ALG_CHAIN_DATA_FLF_STATELESS = struct.Struct("<18I")
+#: struct virtio_crypto_sym_data_flf_stateless, 76 bytes: op_type_flf[72] @0, le32 op_type @72.
+VIRTIO_CRYPTO_SYM_DATA_FLF_STATELESS = struct.Struct("<72sI")
+#: struct virtio_crypto_hash_data_flf_stateless, 16 bytes: sess_para.algo @0, src_data_len @4,
+#: hash_result_len @8, reserved @12.
+VIRTIO_CRYPTO_HASH_DATA_FLF_STATELESS = struct.Struct("<4I")
+#: struct virtio_crypto_mac_data_flf_stateless, 16 bytes: sess_para {algo @0, auth_key_len @4},
+#: src_data_len @8, hash_result_len @12.
+VIRTIO_CRYPTO_MAC_DATA_FLF_STATELESS = struct.Struct("<4I")
+#: struct virtio_crypto_aead_data_flf_stateless, 32 bytes: sess_para {algo @0, key_len @4, op @8},
+#: iv_len @12, tag_len @16, aad_len @20, src_data_len @24, dst_data_len @28.
+VIRTIO_CRYPTO_AEAD_DATA_FLF_STATELESS = struct.Struct("<8I")
+#: struct virtio_crypto_akcipher_data_flf_stateless, 28 bytes: sess_para {algo @0, key_type @4, key_len @8,
+#: u (rsa {padding_algo, hash_algo} or ecdsa {curve_id}, 8 bytes) @12}, src_data_len @20, dst_data_len @24.
+VIRTIO_CRYPTO_AKCIPHER_DATA_FLF_STATELESS = struct.Struct("<III8sII")
+#: struct virtio_crypto_inhdr (device-writable), 1 byte: u8 status; the last byte of the writable stream.
+VIRTIO_CRYPTO_INHDR = struct.Struct("<B")
+
+#: Size of a controlq head without REVISION_1: virtio_crypto_ctrl_header + the op_flf padded to 56 bytes (72).
+CTRL_HEAD_LEGACY = VIRTIO_CRYPTO_CTRL_HEADER.size + VIRTIO_CRYPTO_CTRLQ_OP_SPEC_HDR_LEGACY
+#: Size of a dataq head without REVISION_1: virtio_crypto_op_header + the op_flf padded to 48 bytes (72).
+DATA_HEAD_LEGACY = VIRTIO_CRYPTO_OP_HEADER.size + VIRTIO_CRYPTO_DATAQ_OP_SPEC_HDR_LEGACY
+
+# ---- Device configuration ("Device configuration layout") ------------------------------------------------------
+#: struct virtio_crypto_config, 56 bytes: le32 status @0, le32 max_dataqueues @4, le32 crypto_services @8,
+#: le32 cipher_algo_l @12, le32 cipher_algo_h @16, le32 hash_algo @20, le32 mac_algo_l @24, le32 mac_algo_h @28,
+#: le32 aead_algo @32, le32 max_cipher_key_len @36, le32 max_auth_key_len @40, le32 akcipher_algo @44,
+#: le64 max_size @48.
+VIRTIO_CRYPTO_CONFIG = struct.Struct("<12IQ")
