@@ -203,10 +203,11 @@ class PackedVirtqueue(DriverVirtqueue):
             flags = b16[fl16 + 8 * pos]
             if flags & _AVAIL_USED != (_AVAIL_USED if wrap else 0):
                 break
-            _addr, ln, bid, _f = PVIRTQ_DESC.unpack_from(buf, d + 16 * pos)
+            addr, ln, bid, raw_flags = PVIRTQ_DESC.unpack_from(buf, d + 16 * pos)
             entry = inflight.pop(bid, None)
             if entry is None:
-                error = f"used descriptor at ring position {pos} has Buffer ID {bid}, which is not in flight"
+                error = (f"used descriptor at ring position {pos} has Buffer ID {bid}, which is not in flight "
+                         f"(wrap {wrap}, addr {addr:#x}, len {ln}, flags {raw_flags:#06x})")
                 break
             token, n, block, ins, in_total = entry
             pos += n
