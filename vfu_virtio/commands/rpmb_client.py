@@ -153,7 +153,14 @@ def rpmb_write(ctx: click.Context, address: int, data_hex: str | None, data_file
     blocks = [data[i:i + F.BLOCK_SIZE] for i in range(0, len(data), F.BLOCK_SIZE)]
 
     def op(c, config: Config):
-        result, counter = c.write(address, blocks)
+        from ..client.rpmb import RpmbMacError
+        try:
+            _, counter = c.read_counter()
+        except RpmbMacError as e:  # the write's own answer says whether the key is the device's (AUTH_FAILURE)
+            if e.result != F.VIRTIO_RPMB_RES_OK:
+                raise
+            counter = e.frames[-1].write_counter
+        result, counter = c.write(address, blocks, counter)
         hint = ""
         if result == F.VIRTIO_RPMB_RES_GENERAL_FAILURE and config.max_wr_cnt and len(blocks) > config.max_wr_cnt:
             hint = f"{len(blocks)} blocks in one write; the device takes at most max_wr_cnt {config.max_wr_cnt}"
