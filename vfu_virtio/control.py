@@ -208,8 +208,16 @@ class StatusClient:
         self.path = status_path(socket_path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self._sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
         try:
-            self._sock.connect(self.path)
+            while True:
+                try:
+                    self._sock.connect(self.path)
+                    break
+                except BlockingIOError:  # the listen backlog is full (a UNIX socket does not wait): try again
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
         except OSError as e:  # the OSError is the exception's __cause__
             self._sock.close()
             why = {FileNotFoundError: f"no such socket (is a vfu-virtio device serving {socket_path}?)",

@@ -165,7 +165,7 @@ class CryptoDevice(VirtioDevice):
             chain.failed = True
             used = codec.ctrl_outcome(writer, opcode, e.status, 0)
             if self.log.isEnabledFor(logging.DEBUG):
-                self._log_request(self.controlq, _opcode_name(opcode), chain, used, e.status, e)
+                self._log_request(self.controlq, _opcode_name(opcode), chain, used, e.status, e.why)
             return used
         used = codec.ctrl_outcome(writer, opcode, Status.OK, session_id)
         if self.log.isEnabledFor(logging.DEBUG):
@@ -213,7 +213,7 @@ class CryptoDevice(VirtioDevice):
             chain.failed = True
             used = codec.data_outcome(writer, request, e.status, 0)
             if self.log.isEnabledFor(logging.DEBUG):
-                self._log_request(queue_index, _data_name(request), chain, used, e.status, e)
+                self._log_request(queue_index, _data_name(request), chain, used, e.status, e.why)
             return used
         used = codec.data_outcome(writer, request, Status.OK, end)
         if self.log.isEnabledFor(logging.DEBUG):
@@ -237,7 +237,7 @@ class CryptoDevice(VirtioDevice):
             try:
                 end = session.run(request.op, writer)
             except CryptoStatus as e:
-                status, reason = e.status, e
+                status, reason = e.status, e.why
                 used = codec.data_outcome(writer, request, e.status, 0)
             else:
                 used = codec.data_outcome(writer, request, Status.OK, end)
