@@ -67,7 +67,7 @@ def test_info_has_attach_detach_guest_errors_and_totals_without_reset_noise(serv
                      r"client\n", log)
     assert "WARNING vfu_virtio.virtio.transport: DEVICE_NEEDS_RESET: DRIVER_OK set without FEATURES_OK\n" in log
     assert log.rstrip().endswith("INFO    vfu_virtio.server: stopped: 2 client(s) served, 1 request(s), 1 answered "
-                                 "with an error, 1 DEVICE_NEEDS_RESET")
+                                 "with an error, 1 needs-reset event(s)")
 
 
 @pytest.mark.ring_neutral

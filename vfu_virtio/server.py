@@ -163,12 +163,13 @@ class DeviceServer:
         }
 
     def totals(self) -> str:
-        """The totals of the final log line: clients, requests, errors, DEVICE_NEEDS_RESET events."""
+        """The totals of the final log line: clients, requests, errors, DEVICE_NEEDS_RESET events (said without the
+        word, so that a count of DEVICE_NEEDS_RESET lines in a log counts the warnings alone)."""
         t = self.transport
         requests = sum(q.inflight.started for q in t.queues)
         errors = sum(m.errors for m in t.metrics.queues)
         return (f"{self.clients} client(s) served, {requests} request(s), {errors} answered with an error, "
-                f"{t.metrics.needs_reset} DEVICE_NEEDS_RESET")
+                f"{t.metrics.needs_reset} needs-reset event(s)")
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _after_message(self) -> None:
