@@ -3,8 +3,9 @@
 :class:`TransportMetrics` is owned by the transport (``VirtioPciTransport.metrics``), which counts into it on the
 event-loop thread: per virtqueue the available buffer notifications received (``kicks``), the bytes of the
 device-readable part of every request handed to the device (``bytes_read``) and the used lengths of every request
-published (``bytes_written``), the requests the device answered with an error status or lost to a guest error (``errors``) and the used
-buffer notifications sent (``interrupts``); for the function the configuration change interrupts, every
+published (``bytes_written``), the requests the device answered with an error status or lost to a guest error
+(``errors``) and the used buffer notifications sent (``interrupts``); for the function the configuration change
+interrupts, every
 DEVICE_NEEDS_RESET with its reason (the last :data:`EVENTS_KEPT`, and the total) and free-form named counters
 (:meth:`TransportMetrics.count`) that other parts of the device may add (fault injection, ...). Requests handed to
 the device, completed, dropped and in flight are the queue's :class:`~vfu_virtio.virtio.inflight.Inflight`
