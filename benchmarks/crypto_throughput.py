@@ -3,23 +3,23 @@
 A real crypto device server (``vfu-virtio crypto --queues 2 [--bulk-threshold N]`` on a temporary socket, started by
 the project's spawner) is driven by the project's vfio-user driver (guest memory
 in a memfd, requests batched ``--batch`` per kick, two batches in flight per queue, completions by MSI-X) on
-``--queues-driven`` data queues at once (one driver thread filling them in turn). Each operation is measured for
-``--seconds`` through the device and, in this process, directly with `cryptography` (the ceiling: one call per
-request, as the device makes). Prints a markdown table with ops/s, MB/s and the ratio device/direct (all queues
-together), and writes ``benchmarks/out/crypto_throughput.png``.
+``--queues-driven`` data queues at once (one driver thread filling them in turn). Each operation is measured
+``--repeats`` times for ``--seconds`` through the device and, in this process, directly with `cryptography` (the
+ceiling: one call per request, as the device makes), alternately. Prints a markdown table with ops/s and MB/s as the
+median and the min-max over the repeats, and the median of the paired ratios device/direct with their range (all
+queues together); writes ``crypto_throughput.png`` (ratios with their range) into ``--out`` (``benchmarks/out/``).
 
 With ``--compare-threshold N`` it instead serves two devices at once, bulk thresholds ``--bulk-threshold`` (default
 0) and N, and measures every operation on both alternately (A B, B A, ...) for ``--rounds`` rounds of ``--seconds``
 each, so a load change on a shared host hits both alike; the table gives each one's median ops/s and the median of
 the paired ratios B/A with their range.
 
-    .venv/bin/python benchmarks/crypto_throughput.py [--seconds 1.0] [--batch 64] [--quick]
+    scripts/bench crypto_throughput [--seconds 1.0] [--repeats 3] [--batch 64] [--quick]
         [--bulk-threshold BYTES] [--queues-driven 1|2] [--sizes 1024,65536] [--ops AES-128-CBC,SHA-256]
-        [--compare-threshold BYTES [--rounds 6]]
+        [--compare-threshold BYTES [--rounds 6]] [--out DIR] [--no-plot]
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import platform
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from common import Spread, add_output_options, line_plot, parser
 from vfu_virtio.abi import crypto as C
 from vfu_virtio.client import crypto as D
 from vfu_virtio.client.spawn import Server
@@ -144,27 +145,6 @@ def signature_cases(dev: Device):
            lambda: ec_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
 
 
-def plot(rows, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name in ("AES-128-CBC", "AES-128-GCM", "SHA-256", "HMAC-SHA256"):
-        pts = [(size, ratio) for n, size, *_rest, ratio in rows if n == name]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("request size (bytes)")
-    ax.set_ylabel("device / direct cryptography")
-    ax.axhline(0.9, ls=":", c="grey")
-    ax.axhline(0.5, ls=":", c="grey")
-    ax.set_ylim(0, 1.05)
-    ax.legend()
-    ax.set_title("vfu-virtio crypto throughput relative to in-process cryptography")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
 @contextlib.contextmanager
 def served(directory: str, name: str, bulk_threshold: int | None):
     """A ``vfu-virtio crypto`` server process (bulk_threshold None: the device default), started with the
@@ -187,27 +167,31 @@ def selected(cases, wanted):
 
 
 def measure(args, sizes, wanted, seconds) -> None:
-    """One device: the table against direct `cryptography` (and the plot)."""
+    """One device: the table against direct `cryptography` (and the plot), ``--repeats`` paired measurements a
+    cell."""
     rows = []
     with tempfile.TemporaryDirectory() as d, served(d, "crypto", args.bulk_threshold) as drv:
         dev = Device(drv, args.batch, args.queues_driven)
         for name, size, req, direct in selected([*symmetric_cases(dev, sizes), *signature_cases(dev)], wanted):
-            via = dev.rate(req, seconds)
-            ceiling = timed(direct, seconds, 1)
-            rows.append((name, size, via, ceiling, via / ceiling))
+            pairs = [(dev.rate(req, seconds), timed(direct, seconds, 1)) for _ in range(args.repeats)]
+            rows.append((name, size, Spread.of(v for v, _c in pairs), Spread.of(c for _v, c in pairs),
+                         Spread.of(v / c for v, c in pairs)))
     print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, size, via, ceiling, ratio in rows:
-        print(f"| {name} | {size} | {via:,.0f} | {via * size / 1e6:.1f} | {ceiling:,.0f} | "
-              f"{ceiling * size / 1e6:.1f} | {ratio:.2f} |")
+        print(f"| {name} | {size} | {via.format()} | {via.scaled(size / 1e6).format('.1f')} | {ceiling.format()} | "
+              f"{ceiling.scaled(size / 1e6).format('.1f')} | {ratio.format('.2f')} |")
+    print(f"\nmedian (min-max) over {args.repeats} repeat(s) of {seconds:g} s; ratio: the median of the paired "
+          "ratios device/direct")
     if args.no_plot:
         return
-    out = Path(__file__).resolve().parent / "out" / "crypto_throughput.png"
-    try:
-        plot(rows, out)
-        print(f"plot: {out}")
-    except ImportError:
-        print("matplotlib not installed (pip install -e .[bench]): no plot")
+    lines = {}
+    for name, size, _via, _ceiling, ratio in rows:
+        if not name.startswith(("RSA", "ECDSA")):
+            lines.setdefault(name, []).append((size, ratio))
+    print(line_plot(args.out / "crypto_throughput.png", "vfu-virtio crypto throughput relative to in-process "
+                    f"cryptography (median, min-max of {args.repeats})", "request size (bytes)",
+                    "device / direct cryptography", lines, hlines=(0.5, 0.9)))
 
 
 def compare(args, sizes, wanted, seconds) -> None:
@@ -231,20 +215,20 @@ def compare(args, sizes, wanted, seconds) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
     ap.add_argument("--batch", type=int, default=64, help="requests per kick")
     ap.add_argument("--quick", action="store_true", help="0.1 s per measurement (smoke run)")
     ap.add_argument("--bulk-threshold", type=int, default=None,
                     help="the device's bulk_threshold in bytes (0: every request on the event-loop thread; "
-                         "default: the device default, or 0 with --compare-threshold)")
+                         "None: the device default, or 0 with --compare-threshold)")
     ap.add_argument("--compare-threshold", type=int, default=None,
                     help="serve a second device with this bulk_threshold (bytes) and compare them in pairs")
     ap.add_argument("--rounds", type=int, default=6, help="paired rounds per operation with --compare-threshold")
     ap.add_argument("--queues-driven", type=int, choices=(1, 2), default=1, help="data queues driven at once")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
     ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
-    ap.add_argument("--no-plot", action="store_true", help="print the table only")
+    add_output_options(ap)
     args = ap.parse_args()
     seconds = 0.1 if args.quick else args.seconds
     sizes = [int(x) for x in args.sizes.split(",")]

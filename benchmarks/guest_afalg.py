@@ -1,20 +1,21 @@
 """Guest AF_ALG throughput: virtio_crypto_aes_cbc on vfu-virtio vs on QEMU's own virtio-crypto-pci.
 
-Boots the guest once per device model in the same run (``--rounds`` > 1 alternates them and keeps the
-median). In the guest, ``afalg bench`` encrypts back-to-back AES-128-CBC requests of 256 B, 4 KiB and
-64 KiB for ``--ms`` milliseconds each through the driver name ``virtio_crypto_aes_cbc`` (AF_ALG keeps
-one request in flight), after one AF_ALG check per model that must equal the host's result. Prints a
-markdown table with both models and the ratio vfu-virtio / QEMU. Not a test: nothing asserts on time.
+Boots the guest once per device model in the same run (``--rounds`` > 1 alternates them; the table gives the
+median and the min-max over the rounds, and ``guest_afalg.png`` goes into ``--out``, ``benchmarks/out/``). In the
+guest, ``afalg bench`` encrypts back-to-back AES-128-CBC requests of 256 B, 4 KiB and 64 KiB for ``--ms``
+milliseconds each through the driver name ``virtio_crypto_aes_cbc`` (AF_ALG keeps one request in flight), after one
+AF_ALG check per model that must equal the host's result. Prints a markdown table with both models and the ratio
+vfu-virtio / QEMU. Not a test: nothing asserts on time.
 
-    .venv/bin/python benchmarks/guest_afalg.py [--ms 2000] [--rounds 1]
+    scripts/bench guest_afalg [--ms 2000] [--rounds 1] [--out DIR] [--no-plot]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import statistics
+from pathlib import Path
 
+from common import DEFAULT_OUT, Spread, bar_plot, parser
 from vfu_virtio.qemu.kit import GuestKit
 from vfu_virtio.qemu.scenario import MODELS, CryptoPlan, run_guest
 
@@ -34,16 +35,19 @@ def measure(kit: GuestKit, model: str, ms: int) -> dict[int, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--ms", type=int, default=2000, help="milliseconds per size inside the guest")
-    ap.add_argument("--rounds", type=int, default=1, help="boots per model, alternating; the median is shown")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="boots per model, alternating; the tables show the median and the min-max")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory the plot is written to")
+    ap.add_argument("--no-plot", action="store_true", help="print the table only")
     args = ap.parse_args()
     kit = GuestKit.from_env()
     samples: dict[str, list[dict[int, float]]] = {m: [] for m in MODELS}
     for _ in range(args.rounds):
         for model in MODELS:
             samples[model].append(measure(kit, model, args.ms))
-    rate = {m: {s: statistics.median(r[s] for r in samples[m]) for s in SIZES} for m in MODELS}
+    rate = {m: {s: Spread.of(r[s] for r in samples[m]) for s in SIZES} for m in MODELS}
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"guest AF_ALG AES-128-CBC via virtio_crypto_aes_cbc, one request in flight, {args.ms} ms per size, "
           f"{args.rounds} boot(s) per model; {kit.qemu_version()}, accel {kit.accel}, guest kernel "
@@ -52,8 +56,13 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     for size in SIZES:
         ours, qemu = rate["vfu-virtio"][size], rate["qemu-builtin"][size]
-        print(f"| {size} | {ours:,.0f} | {ours * size / 1e6:.1f} | {qemu:,.0f} | {qemu * size / 1e6:.1f} "
-              f"| {ours / qemu:.2f} |")
+        ratio = Spread.of(a[size] / b[size] for a, b in zip(samples["vfu-virtio"], samples["qemu-builtin"]))
+        print(f"| {size} | {ours.format()} | {ours.scaled(size / 1e6).format('.1f')} | {qemu.format()} | "
+              f"{qemu.scaled(size / 1e6).format('.1f')} | {ratio.format('.2f')} |")
+    print(f"\nmedian (min-max) over {args.rounds} boot(s) per model; ratio: paired by round")
+    if not args.no_plot:
+        print(bar_plot(args.out / "guest_afalg.png", "guest AF_ALG AES-128-CBC requests per second, one in flight",
+                       "requests per second", {f"{size} B": {m: rate[m][size] for m in MODELS} for size in SIZES}))
 
 
 if __name__ == "__main__":

@@ -4,22 +4,23 @@ Boots the ``dpdk`` guest scenario (``guest/dpdk.sh``) once per device model per 
 (``--rounds``, default 3), and runs ``dpdk-test-crypto-perf --ptest throughput`` for AES-128-CBC
 (``perf-cipher``) and AES-128-CBC + HMAC-SHA1 (``perf-chain``, which QEMU's builtin backend refuses) at
 64..2048-byte buffers (DPDK 22.11's PMD refuses more), ``--ops`` operations per size, burst 32, one queue pair,
-lcores 0 (main) and 1 (worker, polling). Prints a markdown table of the medians and each round's value, and
-the ratio vfu-virtio / QEMU. Not a test: nothing asserts on time.
+lcores 0 (main) and 1 (worker, polling). Prints a markdown table of the medians, the min-max and each round's
+value, and the ratio vfu-virtio / QEMU; writes ``guest_dpdk.png`` into ``--out`` (``benchmarks/out/``). Not a test:
+nothing asserts on time.
 
 CPU placement: nothing is pinned. QEMU runs the guest's two vCPUs as two TCG threads (both lcores busy-poll),
 vfu-virtio serves the device from its own process; all of them share the host's cores, which this script
 prints.
 
-    .venv/bin/python benchmarks/guest_dpdk.py [--rounds 3] [--ops 20000] [--kernel linux-6.1]
+    scripts/bench guest_dpdk [--rounds 3] [--ops 20000] [--kernel linux-6.1] [--out DIR] [--no-plot]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import statistics
+from pathlib import Path
 
+from common import DEFAULT_OUT, Spread, bar_plot, parser
 from vfu_virtio.qemu import dpdk
 from vfu_virtio.qemu.kit import GuestKit
 from vfu_virtio.qemu.scenario import MODELS, run_guest
@@ -46,19 +47,23 @@ def measure(kit: GuestKit, model: str, ops: int) -> dict[tuple[str, int], tuple[
     return out
 
 
-def cell(values: list[tuple[float, float] | None]) -> tuple[str, float | None]:
+def cell(values: list[tuple[float, float] | None]) -> tuple[str, Spread | None]:
+    """``"median (min-max) [each round] / Gbit/s median"`` and the Mops/s spread, or ("refused", None)."""
     if any(v is None for v in values):
         return "refused", None
-    mops = statistics.median(v[0] for v in values)
-    gbps = statistics.median(v[1] for v in values)
-    return f"{mops:.3f} ({' '.join(f'{v[0]:.3f}' for v in values)}) / {gbps:.2f}", mops
+    mops = Spread.of(v[0] for v in values)
+    gbps = Spread.of(v[1] for v in values)
+    return f"{mops.format('.3f')} [{' '.join(f'{v[0]:.3f}' for v in values)}] / {gbps.median:.2f}", mops
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3, help="boots per model, alternating; the median is shown")
+    ap = parser(__doc__)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="boots per model, alternating; the tables show the median, the min-max and each round")
     ap.add_argument("--ops", type=int, default=20000, help="crypto-perf operations per buffer size")
-    ap.add_argument("--kernel", help="guest kernel of the kit by label (default: the kit's default kernel)")
+    ap.add_argument("--kernel", help="guest kernel of the kit by label (None: the kit's default kernel)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory the plot is written to")
+    ap.add_argument("--no-plot", action="store_true", help="print the table only")
     args = ap.parse_args()
     kit = GuestKit.from_env()
     if args.kernel:
@@ -73,15 +78,21 @@ def main() -> None:
           f"{args.rounds} alternating boot(s) per model; DPDK {kit.dpdk_version}; {kit.qemu_version()}, accel "
           f"{kit.accel}, -smp 2 -cpu max, guest kernel {kit.kernel_release}; host {platform.machine()} {cpu}, "
           f"{os.cpu_count()} cores, nothing pinned (QEMU's 2 vCPU threads and the vfu-virtio process share them)")
-    print("\nMops/s median (per round) / Gbit/s median\n")
+    print("\nMops/s median (min-max) [per round] / Gbit/s median\n")
     print("| operation | size (B) | vfu-virtio | QEMU builtin | ratio |")
     print("|---|---:|---|---|---:|")
+    groups = {}
     for step in STEPS:
         for size in dpdk.PERF_SIZES:
             ours, ours_mops = cell([s[(step, size)] for s in samples["vfu-virtio"]])
             qemu, qemu_mops = cell([s[(step, size)] for s in samples["qemu-builtin"]])
-            ratio = f"{ours_mops / qemu_mops:.2f}" if ours_mops and qemu_mops else "-"
+            ratio = f"{ours_mops.median / qemu_mops.median:.2f}" if ours_mops and qemu_mops else "-"
             print(f"| {step} | {size} | {ours} | {qemu} | {ratio} |")
+            groups[f"{step}\n{size} B"] = {m: v for m, v in (("vfu-virtio", ours_mops), ("qemu-builtin", qemu_mops))
+                                             if v is not None}
+    if not args.no_plot:
+        print(bar_plot(args.out / "guest_dpdk.png", "DPDK crypto-perf throughput in the guest (median, min-max)",
+                       "Mops/s", groups))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ three hit the same disk), each for ``--seconds``:
    only after the store commit (WAL, ``synchronous=FULL``) -- so every counted write is durable;
 3. **device reads**: authenticated DATA_READ of one block with a fresh nonce, MAC and nonce verified.
 
+Every measurement is repeated ``--repeats`` times (raw and device alternately); the table gives the median and the
+min-max of each, and ``rpmb_throughput.png`` (bars of the medians with their range) goes into ``--out``
+(``benchmarks/out/``).
+
 Device writes run twice: one chain in flight (each write waits for the previous completion) and
 ``--depth`` chains in flight (the driver fills the ring and kicks once; the device stages every write of
 the run and makes them durable with one store commit -- group commit -- before any used element is
@@ -24,11 +28,10 @@ cost: the rest of the ~425 us is the round trip -- the driver building and MAC-i
 vfio-user kick, parsing, MAC check and response MAC in the device, the MSI-X eventfd and the driver's
 wake-up and MAC check, all Python on two cores.
 
-    .venv/bin/python benchmarks/rpmb_throughput.py [--seconds 5] [--dir /var/tmp]
+    scripts/bench rpmb_throughput [--seconds 5] [--repeats 3] [--depth 16] [--dir /var/tmp] [--out DIR] [--no-plot]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
@@ -36,11 +39,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import Spread, add_output_options, bar_plot, parser
 from vfu_virtio.abi.rpmb import Frame, verify
 from vfu_virtio.client.rpmb import RpmbClient
 from vfu_virtio.client.spawn import Server
 
 KEY = bytes(range(32))
+#: The rows of the table, as the plot labels them.
+SHORT_NAMES = ("raw append\n+ fsync", "raw in place\n+ fsync", "device writes\n1 in flight",
+               "device writes\npipelined", "device reads\n1 in flight")
 BLOCKS = 128 * 512  # capacity 128 (16 MiB)
 
 
@@ -70,7 +77,9 @@ def raw_fsync_rate(directory: Path, seconds: float, append: bool) -> float:
 
 def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, float, float]:
     """(durable authenticated 256-byte writes per second with one chain in flight, the same with
-    ``depth`` chains in flight, authenticated 1-block reads per second with one in flight)."""
+    ``depth`` chains in flight, authenticated 1-block reads per second with one in flight), on a fresh store."""
+    for old in directory.glob("bench.db*"):
+        old.unlink()
     server = Server("rpmb", str(directory / "rpmb.sock"), str(directory / "bench.db"), ("--capacity", "128"),
                     log_path=str(directory / "rpmb.log"), log_level="warning").start()
     try:
@@ -115,30 +124,41 @@ def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
     ap.add_argument("--depth", type=int, default=16, help="chains in flight for the pipelined write run")
-    ap.add_argument("--dir", default=None, help="parent directory on the disk to measure (default: $TMPDIR)")
+    ap.add_argument("--dir", default=None, help="parent directory on the disk to measure (None: $TMPDIR)")
+    add_output_options(ap)
     args = ap.parse_args()
+    runs = []  # per repeat: raw append, raw in place, serial writes, pipelined writes, reads
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="rpmb-bench-") as d:
         directory = Path(d)
         fs = subprocess.run(["df", "-T", d], capture_output=True, text=True).stdout.splitlines()[-1].split()
-        raw_append = raw_fsync_rate(directory, args.seconds, append=True)
-        raw_inplace = raw_fsync_rate(directory, args.seconds, append=False)
-        serial, pipelined, reads = device_rates(directory, args.seconds, args.depth)
+        for _ in range(args.repeats):
+            raw = (raw_fsync_rate(directory, args.seconds, append=True),
+                   raw_fsync_rate(directory, args.seconds, append=False))
+            runs.append((*raw, *device_rates(directory, args.seconds, args.depth)))
     print(f"host: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"disk {fs[0]} ({fs[1]}), {args.seconds:g} s per measurement\n")
+          f"disk {fs[0]} ({fs[1]}), {args.seconds:g} s per measurement, {args.repeats} repeat(s): median "
+          "(min-max)\n")
     print("| measurement | per second | / raw append | / raw in place |")
     print("|---|---:|---:|---:|")
-    rows = [("raw write(256 B) + fsync, appending", raw_append),
-            ("raw pwrite(256 B) + fsync, in place", raw_inplace),
-            ("device: durable authenticated 256 B writes, 1 in flight", serial),
-            (f"device: durable authenticated 256 B writes, {args.depth} in flight", pipelined),
-            ("device: authenticated 1-block reads, 1 in flight", reads)]
-    for name, rate in rows:
-        print(f"| {name} | {rate:,.0f} | {rate / raw_append:.2f} | {rate / raw_inplace:.2f} |")
-    print(f"\nratio device writes ({args.depth} in flight) / raw write+fsync: **{pipelined / raw_append:.2f}** "
-          f"(target >= 0.8); with 1 in flight {serial / raw_append:.2f}")
+    names = ["raw write(256 B) + fsync, appending", "raw pwrite(256 B) + fsync, in place",
+             "device: durable authenticated 256 B writes, 1 in flight",
+             f"device: durable authenticated 256 B writes, {args.depth} in flight",
+             "device: authenticated 1-block reads, 1 in flight"]
+    rates = {name: Spread.of(run[i] for run in runs) for i, name in enumerate(names)}
+    for i, name in enumerate(names):  # ratios paired within each repeat
+        print(f"| {name} | {rates[name].format()} | {Spread.of(run[i] / run[0] for run in runs).format('.2f')} | "
+              f"{Spread.of(run[i] / run[1] for run in runs).format('.2f')} |")
+    pipelined = Spread.of(run[3] / run[0] for run in runs)
+    serial = Spread.of(run[2] / run[0] for run in runs)
+    print(f"\nratio device writes ({args.depth} in flight) / raw write+fsync: **{pipelined.format('.2f')}** "
+          f"(target >= 0.8); with 1 in flight {serial.format('.2f')}")
+    if not args.no_plot:
+        print(bar_plot(args.out / "rpmb_throughput.png", f"RPMB: operations per second, median and min-max of "
+                       f"{args.repeats} ({fs[1]})", "per second",
+                       {short: {"per second": rates[name]} for short, name in zip(SHORT_NAMES, names)}))
 
 
 if __name__ == "__main__":

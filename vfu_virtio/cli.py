@@ -1,13 +1,17 @@
-"""The ``vfu-virtio`` command line (click): serve a device of any registered kind, list the kinds, drive an
-RPMB device from the host, print the QEMU command line.
+"""The ``vfu-virtio`` command line (click): serve a device of any registered kind, list the kinds, print the QEMU
+command line; the other subcommands (``rpmb-client``, ``crypto-client``, ``status``, ``info``) are in
+:mod:`vfu_virtio.commands`.
 
 ``vfu-virtio <kind>`` exists for every kind of :mod:`vfu_virtio.devices.registry` (built-in, or named in
 ``VFU_VIRTIO_DEVICES``): its options are the kind's options (data: flag, limits, default, help with the unit)
-plus the common ``--socket``, ``--state``, ``--instance`` and ``--once``, under the stored-settings rule
+plus the common ``--socket``, ``--state``, ``--instance``, ``--once`` and ``--ring``, under the stored-settings rule
 (:data:`SETTINGS_RULE`). ``vfu-virtio kinds`` lists the registry. Every option names its unit and limit; bad
-values are refused with a message naming the value and the limit. Logs go to stderr with levels
-(``--log-level``). ``--ready-fd N``: a serving process writes ``ready`` to descriptor N once its socket
-listens (used by :mod:`vfu_virtio.client.spawn`).
+values are refused with a message naming the value and the limit. Before anything is written (the store, the
+instance's settings) a serve command checks what can fail: libvfio-user loads, both socket paths (vfio-user and
+status) fit the 107-byte limit in an existing writable directory and nobody serves them. Logs go to stderr
+(:mod:`vfu_virtio.logs`: ``--log-level`` in any case and ``--log-format text|json``, before or after the
+subcommand). ``--ready-fd N``: a serving process writes ``ready`` to descriptor N once its socket listens (used by
+:mod:`vfu_virtio.client.spawn`). ``--version`` prints the package version.
 """
 from __future__ import annotations
 
@@ -17,18 +21,17 @@ import os
 import re
 import shlex
 import signal
-import sys
 from typing import Iterable
 
 import click
 
+from . import __version__, logs, unixsock
+from .commands.common import log_options, with_log_options
 from .devices import registry
 from .devices.registry import DeviceKind, Option, RegistryError
 from .virtio.transport import RING_CHOICES
 
 log = logging.getLogger("vfu_virtio")
-
-LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 SETTINGS_RULE = ("Stored settings, the same rule for every kind: an option given on the command line wins "
                  "and is stored with the instance; an option left out takes the stored value, else its "
@@ -39,13 +42,6 @@ READY_LINE = b"ready\n"
 
 #: A QEMU size as both ``-m`` and ``memory-backend-memfd,size=`` read it the same way: a number and a unit.
 _QEMU_SIZE = re.compile(r"(?:[1-9][0-9]*|[0-9]+\.[0-9]*[1-9][0-9]*)[KMGT]", re.IGNORECASE)
-
-
-def _setup_logging(level: str) -> int:
-    lvl = getattr(logging, level.upper())
-    logging.basicConfig(level=lvl, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    return lvl
 
 
 class _Main(click.Group):
@@ -72,13 +68,12 @@ class _Main(click.Group):
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
-              help="Least severe log level written to stderr (libvfio-user's own lines included).")
+@click.version_option(__version__, "--version", prog_name="vfu-virtio", message="%(prog)s %(version)s")
 @click.option("--ready-fd", type=click.IntRange(0), metavar="N",
               help="Once the device's vfio-user socket listens, write the line 'ready' to the open file "
                    "descriptor N and close it (for supervisors: a connect after it is never refused).")
 @click.pass_context
-def main(ctx: click.Context, log_level: str, ready_fd: int | None) -> None:
+def main(ctx: click.Context, ready_fd: int | None) -> None:
     """vfu-virtio: a virtio-pci function served over vfio-user; `vfu-virtio kinds` lists the device kinds.
 
     Attach it to QEMU with `-device vfio-user-pci` (see `vfu-virtio qemu-cmdline`) or drive it with the
@@ -91,17 +86,23 @@ def main(ctx: click.Context, log_level: str, ready_fd: int | None) -> None:
             os.fstat(ready_fd)
         except OSError:
             raise click.BadParameter(f"{ready_fd} is not an open file descriptor", param_hint="--ready-fd") from None
-    ctx.obj = {"log_level": _setup_logging(log_level), "ready_fd": ready_fd}
+    obj = ctx.ensure_object(dict)
+    if "log_level" not in obj:  # no --log-level / --log-format before the subcommand
+        obj["log_level"] = logs.setup()
+    obj["ready_fd"] = ready_fd
 
 
 main.help = main.help.replace("{rule}", SETTINGS_RULE)
+main.params.extend(log_options())
 
 
 # ---- serving a device ---------------------------------------------------------------------------------------
 def _common_options() -> list[click.Option]:
     return [
         click.Option(["--socket", "socket"], required=True, type=click.Path(dir_okay=False),
-                     help="vfio-user UNIX socket path to listen on (a stale socket file is replaced)."),
+                     help="vfio-user UNIX socket path to listen on, at most 107 bytes (a stale socket file is "
+                          "replaced; one another process serves is refused). The status socket is beside it: "
+                          "SOCKET.status (`vfu-virtio status SOCKET`)."),
         click.Option(["--state", "state"], required=True, type=click.Path(dir_okay=False),
                      help="SQLite state store shared by all devices (created with mode 0600)."),
         click.Option(["--instance"], default="0", show_default=True,
@@ -126,30 +127,50 @@ def _serve_command(kind: DeviceKind) -> click.Command:
     """``vfu-virtio <kind.name>``: open the instance under the stored-settings rule and serve it."""
     def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, **given) -> None:
         from .store import StoreError
+        preflight(socket)
         try:
             device = registry.open_device(kind, state, instance, given)
         except (StoreError, RegistryError, ValueError) as e:
             raise click.ClickException(str(e)) from e
-        _serve(obj, kind, device, socket, once, rings)
+        labels = {"kind": kind.name, "instance": instance, "state": os.path.abspath(state), "rings": rings}
+        _serve(obj, kind, device, socket, once, rings, labels)
 
     return click.Command(
-        kind.name, callback=click.pass_obj(serve), params=[*_common_options(), *map(_kind_option, kind.options)],
+        kind.name, callback=click.pass_obj(serve),
+        params=[*_common_options(), *map(_kind_option, kind.options), *log_options()],
         short_help=kind.summary,
         help=f"Serve one {kind.name} device (virtio id {kind.virtio_id}, PCI {kind.pci_id}, class "
              f"0x{kind.pci_class_code:06x}) on SOCKET; its settings are kept in the --state store under "
              f"--instance.\n\n{kind.summary}.\n\n{SETTINGS_RULE}")
 
 
-def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str) -> None:
+def preflight(socket: str) -> None:
+    """Everything that can refuse a serve command before the store is touched: libvfio-user loads (the pinned
+    build), the vfio-user socket and its status socket can be listened on. One-line ClickException otherwise."""
+    from .control import status_path
+    from .libvfio_user import load_library
+    from .libvfio_user._lib import LibraryNotFound
+    try:
+        load_library()
+    except LibraryNotFound as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        unixsock.check_listen_path(socket, "vfio-user socket")
+        unixsock.check_listen_path(status_path(socket), "status socket")
+    except unixsock.SocketPathError as e:
+        raise click.ClickException(e.strerror) from None
+
+
+def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str, labels: dict) -> None:
     from .libvfio_user import VfuError
     from .libvfio_user._lib import LibraryNotFound
     from .server import DeviceServer
     try:
         # realized: the socket listens
-        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class)
-    except (VfuError, LibraryNotFound, ValueError) as e:
+        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class, labels=labels)
+    except (VfuError, LibraryNotFound, unixsock.SocketPathError, ValueError) as e:
         device.close()
-        raise click.ClickException(str(e)) from e
+        raise click.ClickException(e.strerror if isinstance(e, unixsock.SocketPathError) else str(e)) from e
     # a supervisor may stop the server as soon as it is ready, before serve_forever installs its own handlers
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, _f: (log.info("%s: shutting down", signal.Signals(s).name), server.stop()))
@@ -187,6 +208,7 @@ def kinds_table(kinds: Iterable[DeviceKind], markdown: bool = False) -> str:
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]) for r in [header, *rows])
 
 
+@with_log_options
 @main.command("kinds")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (the README's device-kinds table).")
 def kinds_cmd(markdown: bool) -> None:
@@ -194,105 +216,7 @@ def kinds_cmd(markdown: bool) -> None:
     click.echo(kinds_table(main.kinds().values(), markdown))
 
 
-# ---- the host-side RPMB client ----------------------------------------------------------------------------------
-@main.group("rpmb-client")
-@click.option("--socket", "socket", required=True, type=click.Path(dir_okay=False),
-              help="vfio-user socket of a running `vfu-virtio rpmb` server.")
-@click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
-              help="The 32-byte authentication key: 32 raw bytes or 64 hex digits. Needed to program the "
-                   "key, to write, and to verify response MACs.")
-@click.pass_context
-def rpmb_client(ctx, socket, key_file):
-    """Host-side RPMB client through the project's vfio-user driver (no guest needed).
-
-    Every response's MAC (when the key is known) and nonce are checked; a result other than OK exits 1.
-    """
-    key = None
-    if key_file:
-        raw = open(key_file, "rb").read()
-        key = raw if len(raw) == 32 else bytes.fromhex(raw.decode("ascii", "replace").strip())
-        if len(key) != 32:
-            raise click.BadParameter(f"{key_file} holds {len(key)} bytes, not a 32-byte key", param_hint="--key-file")
-    ctx.obj.update(socket=socket, key=key)
-
-
-def _rpmb_session(ctx, op):
-    from .abi import rpmb as F
-    from .client import VfioUserError, VirtioDriverError
-    from .client.rpmb import RpmbClient, RpmbResponseError
-    try:
-        with RpmbClient.connect(ctx.obj["socket"], ctx.obj["key"]) as client:
-            result, message = op(client)
-    except (RpmbResponseError, VfioUserError, VirtioDriverError, OSError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
-    name = F.RESULT_NAMES.get(result, f"{result:#06x}")
-    if result != F.VIRTIO_RPMB_RES_OK:
-        raise click.ClickException(f"result {name}" + (f" ({message})" if message else ""))
-    click.echo(f"result {name}" + (f", {message}" if message else ""))
-
-
-@rpmb_client.command("program-key")
-@click.pass_context
-def rpmb_program_key(ctx):
-    """Program the --key-file key (one-time: a second attempt answers WRITE_FAILURE)."""
-    if ctx.obj["key"] is None:
-        raise click.UsageError("program-key needs --key-file")
-    _rpmb_session(ctx, lambda c: (c.program_key(ctx.obj["key"]), ""))
-
-
-@rpmb_client.command("read-counter")
-@click.pass_context
-def rpmb_read_counter(ctx):
-    """Read the write counter (fresh nonce; MAC checked with --key-file if given)."""
-    def op(c):
-        result, counter = c.read_counter()
-        return result, f"write counter {counter}"
-    _rpmb_session(ctx, op)
-
-
-@rpmb_client.command("write")
-@click.option("--address", type=click.IntRange(0, 0xFFFF), required=True, help="First 256-byte block.")
-@click.option("--data-hex", help="Data as hex digits.")
-@click.option("--data-file", type=click.Path(exists=True, dir_okay=False), help="Data from a file.")
-@click.pass_context
-def rpmb_write(ctx, address, data_hex, data_file):
-    """Authenticated write at --address; the data is zero-padded to whole 256-byte blocks, sent in one
-    request (at most max_wr_cnt blocks)."""
-    if ctx.obj["key"] is None or (data_hex is None) == (data_file is None):
-        raise click.UsageError("write needs --key-file and exactly one of --data-hex, --data-file")
-    data = bytes.fromhex(data_hex) if data_hex is not None else open(data_file, "rb").read()
-    if not data:
-        raise click.UsageError("no data to write")
-    data += bytes(-len(data) % 256)
-    blocks = [data[i:i + 256] for i in range(0, len(data), 256)]
-
-    def op(c):
-        result, counter = c.write(address, blocks)
-        return result, f"{len(blocks)} block(s) at {address}, write counter {counter}"
-    _rpmb_session(ctx, op)
-
-
-@rpmb_client.command("read")
-@click.option("--address", type=click.IntRange(0, 0xFFFF), required=True, help="First 256-byte block.")
-@click.option("--count", type=click.IntRange(1, 0xFFFF), default=1, show_default=True,
-              help="Blocks to read in one request (at most max_rd_cnt).")
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the data here instead of hex to stdout.")
-@click.pass_context
-def rpmb_read(ctx, address, count, output):
-    """Authenticated read of --count blocks at --address (fresh nonce; MAC checked with --key-file)."""
-    def op(c):
-        result, blocks = c.read(address, count)
-        if result == 0:
-            if output:
-                with open(output, "wb") as f:
-                    f.write(b"".join(blocks))
-            else:
-                for i, b in enumerate(blocks):
-                    click.echo(f"{address + i:5d}: {b.hex()}")
-        return result, f"{len(blocks)} block(s) at {address}"
-    _rpmb_session(ctx, op)
-
-
+@with_log_options
 @main.command("qemu-cmdline")
 @click.option("--socket", "sockets", multiple=True, required=True,
               help="Device socket to attach (repeat for several devices).")
@@ -310,6 +234,16 @@ def qemu_cmdline(sockets, memory):
         args += ["-device", json.dumps({"driver": "vfio-user-pci", "socket": {"path": s, "type": "unix"}})]
     click.echo(" ".join(map(shlex.quote, args)))
 
+
+def _add_commands() -> None:
+    from .commands.crypto_client import crypto_client
+    from .commands.rpmb_client import rpmb_client
+    from .commands.status import info_cmd, status_cmd
+    for command in (rpmb_client, crypto_client, status_cmd, info_cmd):
+        main.add_command(command)
+
+
+_add_commands()
 
 if __name__ == "__main__":
     main()

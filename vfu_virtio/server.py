@@ -9,22 +9,34 @@ threads that completed a request, and by :meth:`DeviceServer.stop`); after each 
 virtqueues are processed and completed requests published; when the client goes away the device is reset (after
 its in-flight requests finished) and the server waits for the next client. SIGINT/SIGTERM stop it cleanly and the
 socket file is removed.
+
+Beside the vfio-user socket the server answers on its status socket (:mod:`vfu_virtio.control`, from a thread of
+its own) with :meth:`DeviceServer.status`: the transport's state and counters, the device's own figures, the
+clients' attach and detach times. Logs at info: one line per client attach and detach, one per guest error (with
+its reason, from the transport), and a final ``stopped`` line with the totals.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import select
 import signal
+import stat
 import threading
+import time
+from collections import deque
+from typing import Mapping
 
+from . import __version__, control
 from .abi.virtio import VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_VENDOR_ID
 from .libvfio_user import VfuContext
 from .libvfio_user import _lib as L
 from .pci import layout
 from .virtio.device import VirtioDevice
 from .virtio.memory import GuestMemory
+from .virtio.metrics import transport_status
 from .virtio.transport import VirtioPciTransport
 
 log = logging.getLogger("vfu_virtio.server")
@@ -34,30 +46,42 @@ log = logging.getLogger("vfu_virtio.server")
 # long by SIGALRM, armed for each message, so a client that goes silent mid-message is dropped instead of
 # hanging the device (main thread only: that is where the signal lands).
 CLIENT_RECEIVE_TIMEOUT_S = 5.0
+#: Clients whose attach and detach times the status keeps (the count covers all of them).
+CLIENTS_KEPT = 16
 
 
 class DeviceServer:
     """Serve ``device`` on ``socket_path`` until :meth:`stop` (or SIGINT/SIGTERM in :meth:`serve_forever`).
 
     ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`) and ``pci_class`` go to the transport.
-    Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (the message names the path
-    and errno), ``LibraryNotFound`` if libvfio-user is missing or not the pinned revision, and ValueError for a
-    device that does not fit the PCI layout.
+    ``labels`` (e.g. ``{"kind": "rpmb", "instance": "0", "state": "/x.db"}``) are shown in :meth:`status`.
+    ``status_endpoint``: answer on the status socket (``socket_path + ".status"``, :mod:`vfu_virtio.control`).
+    Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (one line naming the path),
+    :class:`vfu_virtio.unixsock.SocketPathError` for the status socket, ``LibraryNotFound`` if libvfio-user is
+    missing or not the pinned revision, and ValueError for a device that does not fit the PCI layout.
     """
 
     def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO, rings: str = "any",
-                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS):
+                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS, labels: Mapping[str, str] | None = None,
+                 status_endpoint: bool = True):
         self.device = device
         self.socket_path = socket_path
+        self.labels = dict(labels or {})
         self.memory = GuestMemory()
         self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class)
         self._stop = threading.Event()
         self.clients = 0
+        self.client_times: deque[list[float | None]] = deque(maxlen=CLIENTS_KEPT)  # [attached, detached or None]
+        self.started = time.time()
+        self.endpoint: control.StatusEndpoint | None = None
         self._alarm = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             self.ctx = VfuContext(socket_path, log_level)
             self._build()
+            if status_endpoint:
+                mode = stat.S_IMODE(os.stat(socket_path).st_mode)
+                self.endpoint = control.StatusEndpoint(socket_path, self.status, mode).start()
         except BaseException:
             if getattr(self, "ctx", None) is not None:
                 self.ctx.destroy()
@@ -102,7 +126,9 @@ class DeviceServer:
 
     def _reset(self, kind: int) -> None:
         what = {L.VFU_RESET_DEVICE: "vfio-user device reset", L.VFU_RESET_LOST_CONN: "client connection lost"}
-        log.info("%s: resetting the device", what.get(kind, f"reset type {kind}"))
+        # a lost connection is the client's detach, logged once by the loop
+        log.log(logging.DEBUG if kind == L.VFU_RESET_LOST_CONN else logging.INFO, "%s: resetting the device",
+                what.get(kind, f"reset type {kind}"))
         self.transport.reset()
         self.transport.function.reset()
 
@@ -112,6 +138,38 @@ class DeviceServer:
             os.write(self._wake_w, b"c")
         except BlockingIOError:
             pass  # the pipe is full of wake-ups already
+
+    # ---- status ---------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        """The server's state as JSON-ready data (any thread; read without stopping the loop).
+
+        ``{"version", "pid", "socket", "labels": {...}, "device": device name, "virtio_id", "started" (unix
+        seconds), "uptime_s", "clients": {"served": count, "attached": bool, "recent": [{"client": n, "attached":
+        unix s, "detached": unix s or None}]}, "transport": vfu_virtio.virtio.metrics.transport_status(...),
+        "device_stats": device.stats()}``.
+        """
+        now = time.time()
+        recent = list(self.client_times)
+        first = self.clients - len(recent) + 1
+        return {
+            "version": __version__, "pid": os.getpid(), "socket": self.socket_path, "labels": dict(self.labels),
+            "device": self.device.name, "virtio_id": self.device.device_id, "started": self.started,
+            "uptime_s": round(now - self.started, 3),
+            "clients": {"served": self.clients, "attached": bool(recent) and recent[-1][1] is None,
+                        "recent": [{"client": first + i, "attached": a, "detached": d}
+                                   for i, (a, d) in enumerate(recent)]},
+            "transport": transport_status(self.transport, self.device.feature_names()),
+            "device_stats": self.device.stats(),
+        }
+
+    def totals(self) -> str:
+        """The totals of the final log line: clients, requests, errors, DEVICE_NEEDS_RESET events (said without the
+        word, so that a count of DEVICE_NEEDS_RESET lines in a log counts the warnings alone)."""
+        t = self.transport
+        requests = sum(q.inflight.started for q in t.queues)
+        errors = sum(m.errors for m in t.metrics.queues)
+        return (f"{self.clients} client(s) served, {requests} request(s), {errors} answered with an error, "
+                f"{t.metrics.needs_reset} needs-reset event(s)")
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _after_message(self) -> None:
@@ -147,14 +205,20 @@ class DeviceServer:
                 if not self._wait_for_client():
                     break
                 self.clients += 1
+                times = [time.time(), None]
+                self.client_times.append(times)
                 log.info("client %d attached", self.clients)
                 self.serve_client()
+                times[1] = time.time()
                 if max_clients is not None and self.clients >= max_clients:
-                    log.info("client %d gone; device reset; exiting after %d client(s)", self.clients, max_clients)
+                    log.info("client %d gone after %.1f s; device reset; exiting after %d client(s)", self.clients,
+                             times[1] - times[0], max_clients)
                     break
-                log.info("client %d gone; device reset, waiting for the next client", self.clients)
+                log.info("client %d gone after %.1f s; device reset, waiting for the next client", self.clients,
+                         times[1] - times[0])
         finally:
             self.close()
+            log.info("stopped: %s", self.totals())
 
     def _poll(self, fd: int, timeout_ms: int) -> bool:
         p = select.poll()
@@ -191,7 +255,10 @@ class DeviceServer:
                         return True
             except OSError as e:
                 # a client that connected and failed the version negotiation: wait for the next one
-                log.warning("client refused during attach: %s", e)
+                if e.errno == errno.ENOMSG:  # it closed without a word: a probe of the socket
+                    log.info("a connection closed before the vfio-user version negotiation (a probe of the socket?)")
+                else:
+                    log.warning("client refused during attach: %s", e)
         return False
 
     def serve_client(self) -> None:
@@ -224,7 +291,9 @@ class DeviceServer:
             return self.ctx.run()
 
     def close(self) -> None:
-        """Destroy the libvfio-user context, remove the socket, close the device."""
+        """Stop the status endpoint, destroy the libvfio-user context, remove the sockets, close the device."""
+        if self.endpoint is not None:
+            self.endpoint.close()
         self.transport.quiesce("shutdown")
         self.memory.clear()
         self.ctx.destroy()

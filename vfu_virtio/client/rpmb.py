@@ -7,7 +7,8 @@ tests. Each frame travels in its own buffer (RAMB-4, RPMB-D1: frames are never p
 PROGRAM_KEY and DATA_WRITE put RESULT_READ in the same chain. Responses are checked as a TEE would:
 response type, echoed nonce (fresh 16 random bytes per read and counter read) and the MAC over all
 response frames (:func:`vfu_virtio.abi.rpmb.verify`, constant time); a mismatch raises
-:class:`RpmbResponseError`. Result codes are returned, not raised: callers decide.
+:class:`RpmbResponseError` (:class:`RpmbMacError` for the MAC, carrying the result the unverified response
+claims, so a tool can still say what the device answered). Result codes are returned, not raised: callers decide.
 """
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ Transport = Callable[[Sequence[bytes], Sequence[int]], "tuple[int, list[bytes]]"
 
 class RpmbResponseError(Exception):
     """A response failed a driver-side check (length, type, nonce or MAC): the device is not trusted."""
+
+
+class RpmbMacError(RpmbResponseError):
+    """The response MAC does not verify with the client's key. ``frames``: the response frames as received
+    (unverified); ``result``: the result code the last of them claims (None without a frame). A device without a
+    key answers with a zero MAC (RAMB-8), one with another key with a MAC under that key: both land here."""
+
+    def __init__(self, frames: Sequence[Frame], what: str = "response"):
+        self.frames = list(frames)
+        self.result = self.frames[-1].result if self.frames else None
+        claimed = F.RESULT_NAMES.get(self.result, f"{self.result:#06x}") if self.result is not None else "nothing"
+        super().__init__(f"{what} MAC does not verify (the unverified response says {claimed})")
 
 
 class RpmbClient:
@@ -77,9 +90,10 @@ class RpmbClient:
         if used % FRAME_SIZE or used > response_frames * FRAME_SIZE:
             raise RpmbResponseError(f"used length {used} is not whole frames of the {response_frames} offered")
         raw = b"".join(ins)[:used]
+        frames = [Frame.unpack(raw, off) for off in range(0, used, FRAME_SIZE)]
         if raw and self.key is not None and not F.verify(self.key, raw):
-            raise RpmbResponseError("response MAC does not verify")
-        return [Frame.unpack(raw, off) for off in range(0, used, FRAME_SIZE)]
+            raise RpmbMacError(frames)
+        return frames
 
     def _one(self, frames: Sequence[bytes], resp_type: int, nonce: bytes | None = None) -> Frame:
         out = self.exchange(frames, 1)
@@ -106,7 +120,7 @@ class RpmbClient:
         if resp.result == F.VIRTIO_RPMB_RES_OK:
             self.key = key
         if self.key is not None and not F.verify(self.key, ins[0]):
-            raise RpmbResponseError("PROGRAM_KEY result MAC does not verify")
+            raise RpmbMacError([resp], "PROGRAM_KEY result")
         if resp.req_resp != F.VIRTIO_RPMB_RESP_PROGRAM_KEY:
             raise RpmbResponseError(f"response type {resp.req_resp:#06x} to PROGRAM_KEY")
         return resp.result

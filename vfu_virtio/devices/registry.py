@@ -115,8 +115,10 @@ class DeviceKind:
     (``factory(namespace, **settings) -> VirtioDevice``, settings keyed by the options' ``dest``),
     ``options``, ``store_tables`` (SQL of ``CREATE TABLE IF NOT EXISTS`` statements the kind's instances
     need; ``""`` for none), ``client_module`` (importable module of its host-side client, or None),
-    ``guest_attachable`` (the guest harness attaches one to every ``vfu-virtio`` boot). ValueError on an
-    inconsistent definition.
+    ``guest_attachable`` (the guest harness attaches one to every ``vfu-virtio`` boot), ``inspect``
+    (``inspect(db, namespace_id) -> {name: value}``: what the kind keeps in its own tables for one instance, in words,
+    from a read-only connection, for ``vfu-virtio info``; never a secret; None when it keeps nothing). ValueError on
+    an inconsistent definition.
     """
 
     name: str
@@ -128,6 +130,7 @@ class DeviceKind:
     store_tables: str = ""
     client_module: str | None = None
     guest_attachable: bool = False
+    inspect: Callable[..., dict] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

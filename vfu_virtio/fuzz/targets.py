@@ -235,7 +235,7 @@ class _ServerBench:
         logging.getLogger("vfu_virtio").setLevel(logging.CRITICAL + 1)
         self.dir = tempfile.TemporaryDirectory(prefix="vfu-fuzz-server-")
         self.path = os.path.join(self.dir.name, "fuzz.sock")
-        self.server = DeviceServer(_Echo(), self.path, log_level=logging.CRITICAL)
+        self.server = DeviceServer(_Echo(), self.path, log_level=logging.CRITICAL, status_endpoint=False)
         self.fds = self._fd_kinds()
 
     @staticmethod

@@ -1,16 +1,19 @@
 """Mirror of ``libvfio-user.h`` (API 0.1, revision PINNED_REVISION): constants, structs, prototypes.
 
-Loader order: ``$LIBVFIO_USER_SO`` (a path), then the project's build ``.vmkit/lib/libvfio-user.so.0``
-(``scripts/setup`` builds it). The library must be the build this binding was written for: revision
-``PINNED_REVISION`` with the project's patch ``native/libvfio-user-hostile-peers.patch`` applied (fd-backed DMA
-regions only, EEXIST for a map over a mapped range, no fd leaks, messages assembled from pieces; decision
-TD-DMA-FD). The build writes ``libvfio-user.commit`` beside the library (:data:`BUILD_STAMP`: the revision, ``+``,
-the first 16 hex digits of the patch's sha256) and :func:`load_library` refuses any other.
+Loader (:func:`locate`): ``$LIBVFIO_USER_SO`` (a path), ``$VMKIT/lib``, the source tree's ``.vmkit/lib``
+(``scripts/setup`` builds it there), ``$LD_LIBRARY_PATH``, the Python prefix's ``lib`` and the system library
+directories: the first ``libvfio-user.so.0`` there that the recipe stamped is used, wherever it was installed. The
+library must be the build this binding was written for: revision ``PINNED_REVISION`` with the project's patch
+``native/libvfio-user-hostile-peers.patch`` applied (fd-backed DMA regions only, EEXIST for a map over a mapped
+range, no fd leaks, messages assembled from pieces; decision TD-DMA-FD). The build writes ``libvfio-user.commit``
+beside the library (:data:`BUILD_STAMP`: the revision, ``+``, the first 16 hex digits of the patch's sha256) and
+:func:`load_library` refuses any other.
 """
 from __future__ import annotations
 
 import ctypes as C
 import os
+import sys
 from pathlib import Path
 
 PINNED_REVISION = "0b28d205572c80b568a1003db2c8f37ca333e4d7"
@@ -119,47 +122,96 @@ _PROTOTYPES = {
 
 
 class LibraryNotFound(RuntimeError):
-    """libvfio-user could not be loaded or is not the pinned revision."""
+    """libvfio-user could not be loaded or is not the pinned revision; the message (one line) says where the loader
+    looked, what it found, and how to build the library with the project's recipe."""
 
 
-def _candidates() -> list[Path]:
-    out = []
-    env = os.environ.get("LIBVFIO_USER_SO")
-    if env:
-        out.append(Path(env))
+#: The file name the loader looks for, and the stamp the recipe writes beside it.
+LIBRARY_NAME = "libvfio-user.so.0"
+STAMP_NAME = "libvfio-user.commit"
+#: Directories searched after the named places, as the dynamic linker's defaults (and the venv's own lib).
+SYSTEM_DIRS = ("/usr/local/lib", "/usr/local/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+               "/usr/lib64", "/usr/lib")
+#: How to build the library: printed when none is found.
+RECIPE = ("build it with the project's recipe: in a vfu-virtio source tree run `VMKIT=DIR bash native/libvfio-user.sh` "
+          "(needs meson, ninja-build, pkg-config, gcc, patch, libjson-c-dev, libcmocka-dev; `scripts/setup --host-only`"
+          " installs those and builds it into .vmkit/), then set LIBVFIO_USER_SO=DIR/lib/libvfio-user.so.0, or copy "
+          "libvfio-user.so.0 together with libvfio-user.commit into one of the directories searched")
+
+
+def candidates(environ=os.environ) -> list[tuple[Path, str]]:
+    """Where the loader looks, in order, as (path, why there): ``$LIBVFIO_USER_SO``; ``$VMKIT/lib`` (the recipe's
+    output when VMKIT is set); the source tree's ``.vmkit/lib`` (when this package runs from a checkout); each
+    directory of ``$LD_LIBRARY_PATH``; the Python prefix's ``lib``; :data:`SYSTEM_DIRS`."""
+    out: list[tuple[Path, str]] = []
+    if environ.get("LIBVFIO_USER_SO"):
+        out.append((Path(environ["LIBVFIO_USER_SO"]), "LIBVFIO_USER_SO"))
+    if environ.get("VMKIT"):
+        out.append((Path(environ["VMKIT"]) / "lib" / LIBRARY_NAME, "$VMKIT/lib"))
     top = Path(__file__).resolve().parents[2]
-    out.append(top / ".vmkit" / "lib" / "libvfio-user.so.0")
-    return out
+    if (top / "native" / "libvfio-user.sh").exists():
+        out.append((top / ".vmkit" / "lib" / LIBRARY_NAME, "the source tree"))
+    dirs = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    dirs += [os.path.join(sys.prefix, "lib"), *SYSTEM_DIRS]
+    out += [(Path(d) / LIBRARY_NAME, d) for d in dirs]
+    seen: set[Path] = set()
+    return [(p, why) for p, why in out if not (p in seen or seen.add(p))]
+
+
+def build_stamp(path: Path) -> str | None:
+    """The stamp recorded beside the library ``path`` -- ``libvfio-user.commit`` in its directory, or in the directory
+    of the file it resolves to (a symlink into the build) -- or None when there is none."""
+    for d in (path.parent, Path(os.path.realpath(path)).parent):
+        stamp = d / STAMP_NAME
+        if stamp.is_file():
+            return stamp.read_text().strip()
+    return None
+
+
+def locate(environ=os.environ) -> Path:
+    """The first library of :func:`candidates` stamped :data:`BUILD_STAMP`, wherever it was installed.
+
+    A path named by ``$LIBVFIO_USER_SO`` must exist and be that build (no other place is tried); elsewhere a build
+    with another stamp is passed over. Raises :class:`LibraryNotFound` listing the places and what was found there.
+    """
+    found = []
+    for path, why in candidates(environ):
+        explicit = why == "LIBVFIO_USER_SO"
+        if not path.exists():
+            if explicit:
+                raise LibraryNotFound(f"LIBVFIO_USER_SO={path}: no such file; {RECIPE}")
+            continue
+        stamp = build_stamp(path)
+        if stamp == BUILD_STAMP:
+            return path
+        shown = stamp or f"unknown (no {STAMP_NAME} beside it)"
+        if explicit:
+            raise LibraryNotFound(f"LIBVFIO_USER_SO={path} is libvfio-user build {shown}; this binding is written "
+                                  f"for {BUILD_STAMP} (revision + the project's patch): rebuild it with "
+                                  "native/libvfio-user.sh (scripts/setup)")
+        found.append(f"{path} is build {shown}")
+    looked = ", ".join(f"{p.parent}" for p, _why in candidates(environ))
+    others = f"; found only other builds ({'; '.join(found)})" if found else ""
+    raise LibraryNotFound(f"{LIBRARY_NAME} built from revision {PINNED_REVISION[:12]} with the project's patch (stamp "
+                          f"{BUILD_STAMP}) not found (looked in {looked}){others}; {RECIPE}")
 
 
 _LIB: C.CDLL | None = None
 
 
 def load_library() -> C.CDLL:
-    """Load libvfio-user once and declare every prototype used by the binding.
+    """Load libvfio-user once (:func:`locate`) and declare every prototype used by the binding.
 
-    Raises :class:`LibraryNotFound` naming the paths tried, or the build found if it is not :data:`BUILD_STAMP`
-    (read from ``libvfio-user.commit`` beside the library).
+    Raises :class:`LibraryNotFound` (see :func:`locate`).
     """
     global _LIB
     if _LIB is not None:
         return _LIB
-    tried = []
-    for path in _candidates():
-        tried.append(str(path))
-        if not path.exists():
-            continue
-        stamp = path.parent / "libvfio-user.commit"
-        rev = stamp.read_text().strip() if stamp.exists() else "unknown (no libvfio-user.commit beside it)"
-        if rev != BUILD_STAMP:
-            raise LibraryNotFound(f"{path} is libvfio-user build {rev}; this binding is written for {BUILD_STAMP} "
-                                  f"(revision + the project's patch; rebuild with scripts/setup)")
-        lib = C.CDLL(str(path), use_errno=True)
-        for name, (restype, argtypes) in _PROTOTYPES.items():
-            fn = getattr(lib, name)
-            fn.restype = restype
-            fn.argtypes = argtypes
-        _LIB = lib
-        return lib
-    raise LibraryNotFound("libvfio-user.so.0 not found (tried: " + ", ".join(tried)
-                          + "); run scripts/setup or set LIBVFIO_USER_SO")
+    path = locate()
+    lib = C.CDLL(str(path), use_errno=True)
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    _LIB = lib
+    return lib

@@ -3,7 +3,10 @@
 Every callback passed to C is kept alive for the context's life. An exception raised by a Python
 callback is caught here, logged with its traceback, and turned into ``-1``/``errno`` (``EINVAL`` unless
 it is an :class:`OSError` with an errno): nothing unwinds through libvfio-user. libvfio-user's own log
-lines reach the ``vfu_virtio.libvfio_user`` logger at the matching level.
+lines reach the ``vfu_virtio.libvfio_user`` logger at the matching level, except two kinds that are debug: the ones
+of a context reset (``vfu_reset_ctx: ...``, written at info on every disconnect, normal or not) and the version
+negotiation's complaint about a client that connected and closed without sending anything (ENOMSG: what a probe
+of the socket does, e.g. a second server checking whether the path is in use).
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import logging
 import os
 from typing import Callable
 
+from vfu_virtio import unixsock
+
 from . import _lib as L
 
 log = logging.getLogger("vfu_virtio.libvfio_user")
@@ -21,8 +26,18 @@ _SYSLOG_TO_LOGGING = {L.LOG_ERR: logging.ERROR, L.LOG_WARNING: logging.WARNING, 
                       L.LOG_INFO: logging.INFO, L.LOG_DEBUG: logging.DEBUG}
 
 
+#: libvfio-user messages logged at debug whatever the library's level: a context reset on a disconnect.
+_QUIET_PREFIXES = ("vfu_reset_ctx:",)
+#: ... and a client that closed before the version negotiation (``failed to recv version: <ENOMSG>``).
+_QUIET_SUFFIXES = (f"version: {os.strerror(errno.ENOMSG)}",)
+
+
 class VfuError(OSError):
-    """A libvfio-user call failed; ``errno`` and the call's name are kept."""
+    """A libvfio-user call failed; ``errno`` and the message (naming the call or the socket path) are kept;
+    ``str()`` is the message alone."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def _check(rc: int, what: str) -> int:
@@ -43,24 +58,29 @@ RegionHandler = Callable[[int, int, bytes | None], bytes | None]
 class VfuContext:
     """One vfio-user server endpoint on a UNIX socket (non-blocking attach, libvfio-user's poll fd).
 
-    ``socket_path`` must not exist (a stale file makes ``vfu_create_ctx`` fail with EADDRINUSE:
-    :meth:`create` unlinks it when it is a socket). Raises :class:`VfuError` on any failing call.
+    ``socket_path`` is checked first (:func:`vfu_virtio.unixsock.check_listen_path`: at most 107 bytes, an
+    existing writable directory, nothing there but a stale socket, which is removed; a socket another process
+    serves is never taken over). Raises :class:`VfuError` on any failing call; for the socket, one line naming
+    the path.
     """
 
     def __init__(self, socket_path: str, log_level: int = logging.INFO):
         self.lib = L.load_library()
         self.socket_path = socket_path
         self._keep: list = []  # ctypes callbacks that C holds pointers to
-        if os.path.exists(socket_path):
-            import stat
-            if not stat.S_ISSOCK(os.lstat(socket_path).st_mode):
-                raise VfuError(errno.EEXIST, f"{socket_path} exists and is not a socket; refusing to remove it")
-            os.unlink(socket_path)
-        ctx = self.lib.vfu_create_ctx(L.VFU_TRANS_SOCK, socket_path.encode(), L.LIBVFIO_USER_FLAG_ATTACH_NB,
+        self._owns_path = False
+        self.ctx = None
+        try:
+            unixsock.check_listen_path(socket_path, "vfio-user socket")
+            unixsock.remove_stale(socket_path, "vfio-user socket")
+        except unixsock.SocketPathError as e:
+            raise VfuError(e.errno, e.strerror) from None
+        ctx = self.lib.vfu_create_ctx(L.VFU_TRANS_SOCK, os.fsencode(socket_path), L.LIBVFIO_USER_FLAG_ATTACH_NB,
                                       None, L.VFU_DEV_TYPE_PCI)
         if not ctx:
             e = C.get_errno()
-            raise VfuError(e, f"vfu_create_ctx({socket_path}): {os.strerror(e)}")
+            raise VfuError(e, f"vfio-user socket {socket_path}: cannot listen: {os.strerror(e)}")
+        self._owns_path = True
         self.ctx = ctx
         self._setup_log(log_level)
 
@@ -69,7 +89,10 @@ class VfuContext:
         @L.vfu_log_fn_t
         def _log(_ctx, lvl, msg):
             try:
-                log.log(_SYSLOG_TO_LOGGING.get(lvl, logging.DEBUG), "%s", msg.decode(errors="replace").rstrip())
+                text = msg.decode(errors="replace").rstrip()
+                quiet = text.startswith(_QUIET_PREFIXES) or text.endswith(_QUIET_SUFFIXES)
+                level = logging.DEBUG if quiet else _SYSLOG_TO_LOGGING.get(lvl, logging.DEBUG)
+                log.log(level, "%s", text)
             except Exception:  # noqa: BLE001 - never unwind through C
                 pass
         self._keep.append(_log)
@@ -215,7 +238,9 @@ class VfuContext:
         if self.ctx:
             self.lib.vfu_destroy_ctx(self.ctx)
             self.ctx = None
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        if self._owns_path:  # only the path this context bound: never another server's
+            self._owns_path = False
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass

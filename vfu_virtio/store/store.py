@@ -24,6 +24,9 @@ process dies, and not lost when SQLite closes its own descriptors), so a second 
 device gets :class:`StoreLocked` instead of two writers. The record also holds a high-water mark the
 namespace's kind may keep there: an anti-rollback witness (RPMB: its write counter, see
 ``vfu_virtio.devices.rpmb.persist``).
+
+:class:`StoreReader` looks at a store without changing it (``vfu-virtio info``): read-only, no lock taken, no file
+created, and it says which instances a running process serves (their guard lock is held).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import re
 import secrets
 import sqlite3
 import struct
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 log = logging.getLogger("vfu_virtio.store")
@@ -118,7 +122,6 @@ class Store:
         path = os.path.abspath(path)
         try:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
-            guard_fd = os.open(path + "-guard", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise StoreError(f"state store {path}: {e.strerror}") from e
         try:
@@ -129,35 +132,45 @@ class Store:
                 db.close()
                 raise
         except sqlite3.DatabaseError as e:
-            os.close(guard_fd)
             raise StoreError(f"state store {path}: {e}") from e
-        except BaseException:
-            os.close(guard_fd)
-            raise
+        try:  # the guard file only once the file is known to be a store: a refused file gets nothing beside it
+            guard_fd = os.open(path + "-guard", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            db.close()
+            raise StoreError(f"state store {path}-guard: {e.strerror}") from e
         return cls(path, db, guard_fd, store_id)
 
     @staticmethod
-    def _prepare(db: sqlite3.Connection, path: str, statements: list[str]) -> bytes:
+    def _is_new(db: sqlite3.Connection, path: str) -> bool:
+        """True for an empty file; raise :class:`StoreError` for one that is not a vfu-virtio store of this schema.
+        Reads only: nothing, not even the journal mode, is changed in a file that is refused."""
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        if app_id == 0 and version == 0 and tables == 0:
+            return True
+        if app_id != APPLICATION_ID:
+            raise StoreError(f"state store {path}: not a vfu-virtio store (application_id {app_id:#x})")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"state store {path}: schema version {version}, this program knows "
+                             f"{SCHEMA_VERSION} only")
+        return False
+
+    @classmethod
+    def _prepare(cls, db: sqlite3.Connection, path: str, statements: list[str]) -> bytes:
+        cls._is_new(db, path)  # refuse a foreign file before the journal mode below changes it
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("BEGIN IMMEDIATE")
         try:
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
-            if app_id == 0 and version == 0 and tables == 0:
+            if cls._is_new(db, path):  # again inside the write lock: another process may have created it
                 for statement in _statements(_SCHEMA):  # executescript would COMMIT
                     db.execute(statement)
                 db.execute("INSERT INTO meta VALUES ('store_id', ?)", (secrets.token_bytes(16),))
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 log.info("created state store %s (schema %d)", path, SCHEMA_VERSION)
-            elif app_id != APPLICATION_ID:
-                raise StoreError(f"state store {path}: not a vfu-virtio store (application_id {app_id:#x})")
-            elif version != SCHEMA_VERSION:
-                raise StoreError(f"state store {path}: schema version {version}, this program knows "
-                                 f"{SCHEMA_VERSION} only")
             for statement in statements:
                 db.execute(statement)
             store_id = db.execute("SELECT value FROM meta WHERE name='store_id'").fetchone()[0]
@@ -297,3 +310,78 @@ def open_namespace(path: str, kind: str, instance: str, tables: Iterable[str] = 
         raise
     ns.owns_store = True
     return ns
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One device instance as a store holds it: namespace ``id``, ``kind``, ``instance``, stored ``settings``,
+    ``served`` (True while a process holds its lock, False when none does, None without a guard file)."""
+
+    id: int
+    kind: str
+    instance: str
+    settings: dict
+    served: bool | None
+
+
+class StoreReader:
+    """A read-only look at the store ``path`` (``with StoreReader(path) as r: r.instances()``).
+
+    Opens the file read-only (``immutable`` when no ``-wal`` file exists, so SQLite creates none), writes nothing,
+    takes no lock; ``db`` is the read-only connection (for the kinds' own tables). Raises :class:`StoreError` (one
+    line naming the path) for a missing file or one that is not a vfu-virtio store of this schema.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        if not os.path.isfile(self.path):
+            raise StoreError(f"state store {self.path}: no such file")
+        immutable = "&immutable=1" if not os.path.exists(self.path + "-wal") else ""
+        try:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro{immutable}", uri=True, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.path}: {e}") from e
+        try:
+            if Store._is_new(self.db, self.path):
+                raise StoreError(f"state store {self.path}: empty (no instance was ever served from it)")
+        except sqlite3.Error as e:
+            self.db.close()
+            raise StoreError(f"state store {self.path}: {e}") from e
+        except BaseException:
+            self.db.close()
+            raise
+
+    def instances(self) -> list[InstanceRecord]:
+        """Every instance, by kind then instance name."""
+        try:
+            rows = self.db.execute("SELECT id, kind, instance FROM namespace ORDER BY kind, instance").fetchall()
+            config = self.db.execute("SELECT ns, name, value FROM config ORDER BY ns, name").fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {self.path}: {e}") from e
+        settings: dict[int, dict] = {}
+        for ns, name, value in config:
+            settings.setdefault(ns, {})[name] = value
+        return [InstanceRecord(ns, kind, instance, settings.get(ns, {}), self._served(ns))
+                for ns, kind, instance in rows]
+
+    def _served(self, ns_id: int) -> bool | None:
+        try:
+            fd = os.open(self.path + "-guard", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            probe = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, ns_id * GUARD_RECORD.size, GUARD_RECORD.size, 0)
+            return _FLOCK.unpack(fcntl.fcntl(fd, fcntl.F_OFD_GETLK, probe))[0] != fcntl.F_UNLCK
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "StoreReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

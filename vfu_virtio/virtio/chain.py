@@ -180,9 +180,12 @@ class DescriptorChain:
 
     Completion (decision TD-ASYNC): a device that keeps a chain past its ``handle`` call finishes it later, from any
     thread, with :meth:`complete`; the transport sets ``completer`` before handing the chain over.
+
+    ``failed``: the device sets it when it answers the request with an error status (crypto: a status other than
+    OK; RPMB: a result other than OK); the transport counts such requests per queue (``errors`` in the metrics).
     """
 
-    __slots__ = ("id", "ndescs", "readable", "writable", "reader", "writer", "completer", "epoch")
+    __slots__ = ("id", "ndescs", "readable", "writable", "reader", "writer", "completer", "epoch", "failed")
 
     def __init__(self, id: int, readable: list[memoryview] | None = None,  # noqa: A002 - the spec's name
                  writable: list[memoryview] | None = None, readable_len: int | None = None,
@@ -195,6 +198,7 @@ class DescriptorChain:
         self.writer = ChainWriter(writable, writable_len)
         self.completer = None
         self.epoch = 0
+        self.failed = False
 
     def complete(self, written: int) -> None:
         """Finish this request: ``written`` bytes of its device-writable part are the used length. Thread-safe;

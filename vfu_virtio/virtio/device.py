@@ -85,5 +85,16 @@ class VirtioDevice:
         has nothing to do.
         """
 
+    def stats(self) -> dict[str, int | str]:
+        """The device's own figures for the status endpoint (``vfu-virtio status``): a flat dict of numbers and
+        short strings (crypto: sessions; RPMB: write counter and writes). Called from another thread than the event
+        loop: read, never change. Never a secret (no key). The default has none."""
+        return {}
+
+    def feature_names(self) -> dict[int, str]:
+        """The device-type feature bits by name (bit number -> name, without the ``VIRTIO_<TYPE>_F_`` prefix), for
+        status listings. The default names none."""
+        return {}
+
     def close(self) -> None:
         """Process shutdown: release persistent resources (store handles)."""

@@ -55,6 +55,7 @@ from .chain import GuestError
 from .device import VirtioDevice
 from .inflight import Inflight
 from .memory import GuestMemory
+from .metrics import TransportMetrics
 from .packed import PackedRing
 from .ring import DeviceRing
 from .split import SplitRing
@@ -104,8 +105,9 @@ class VirtioPciTransport:
     prog-if) of the function. Accesses: ``function.config_access`` for config space and
     ``function.bar_access(bar, ...)`` for BAR0 (these registers) and BAR2 (MSI-X); queue work:
     :meth:`process_pending`, :meth:`publish_completions`. ``notes`` counts driver requirements broken in ways
-    the device accepted (check id -> count; the first of each kind is logged). Raises ValueError when the device
-    does not fit the layout (too many queues for the MSI-X table, device config larger than its window).
+    the device accepted (check id -> count; the first of each kind is logged). ``metrics`` counts kicks, bytes,
+    errors, interrupts and DEVICE_NEEDS_RESET events (:mod:`vfu_virtio.virtio.metrics`). Raises ValueError when
+    the device does not fit the layout (too many queues for the MSI-X table, device config larger than its window).
     """
 
     def __init__(self, device: VirtioDevice, memory: GuestMemory, irq: IrqSink,
@@ -128,6 +130,7 @@ class VirtioPciTransport:
         self.queues = [QueueState(i, device.queue_size_max, wake) for i in range(self.num_queues)]
         self.pending: set[int] = set()
         self.notes: dict[str, int] = {}
+        self.metrics = TransportMetrics(self.num_queues)
         self.config_generation = 0
         self._config_snapshot = device.config_space()
         if len(self._config_snapshot) > layout.DEVICE_CFG_MAX:
@@ -225,6 +228,7 @@ class VirtioPciTransport:
         self._config_interrupt()
 
     def _config_interrupt(self) -> None:
+        self.metrics.config_interrupts += 1
         self.isr |= VIRTIO_PCI_ISR_CONFIG
         self._signal(self.msix_config)
 
@@ -232,6 +236,7 @@ class VirtioPciTransport:
         """Guest error or failed device: log one line, set DEVICE_NEEDS_RESET, stop the queues, notify the
         driver. Requests still in flight complete into the void (dropped when they come back)."""
         log.warning("DEVICE_NEEDS_RESET: %s", why)
+        self.metrics.needs_reset_event(why)
         if self.status & DEVICE_NEEDS_RESET:
             return
         self.status |= DEVICE_NEEDS_RESET
@@ -439,6 +444,7 @@ class VirtioPciTransport:
         if queue >= self.num_queues:
             log.warning("notification for queue %d ignored: the device has %d queues", queue, self.num_queues)
             return
+        self.metrics.queues[queue].kicks += 1
         if self.queues[queue].ring is not None:
             self.pending.add(queue)
 
@@ -467,6 +473,7 @@ class VirtioPciTransport:
             chain = None
             handle = self.device.handle
             inflight = q.inflight
+            qm = self.metrics.queues[i]
             try:
                 while done < budget:
                     chain = ring.pop()
@@ -476,6 +483,7 @@ class VirtioPciTransport:
                             break
                         continue
                     inflight.start(chain)
+                    qm.bytes_read += chain.reader.remaining
                     written = handle(i, chain)
                     if written is not None:
                         inflight.finish(chain, written)
@@ -492,6 +500,7 @@ class VirtioPciTransport:
                 inflight.abandon(chain)  # the device raised on it: it will never complete
             self._publish(q)  # what completed before an error is still published
             if error:
+                qm.errors += 1
                 self.needs_reset(error)
 
     def publish_completions(self) -> None:
@@ -521,14 +530,19 @@ class VirtioPciTransport:
         if ring is None:  # the queue or the device was reset, or DEVICE_NEEDS_RESET: nobody to tell
             q.inflight.dropped += len(items)
             return
+        qm = self.metrics.queues[q.index]
         try:
             ring.check_memory()
             for chain, written in items:
                 ring.push(chain, written)
+                qm.bytes_written += written
+                if chain.failed:
+                    qm.errors += 1
             notify = ring.flush()
         except GuestError as e:
             self.needs_reset(str(e))
             return
         if notify:
+            qm.interrupts += 1
             self.isr |= VIRTIO_PCI_ISR_QUEUE
             self._signal(q.msix_vector)

@@ -24,14 +24,20 @@ publication and an interrupt per request and measured 0.44-0.92 of the loop-only
 gave 0.68-1.82. An exception escaping the session on a worker is answered in-band with ERR and logged in one line.
 The transport waits for in-flight requests before a reset, a DMA unmap or a disconnect, so a worker never touches
 memory the driver took back; :meth:`CryptoDevice.close` drains and stops the workers.
+
+Accounting: a request answered with a status other than OK is marked ``chain.failed`` (the transport counts it per
+queue); at debug level each request gets one log line (queue, request type, session, bytes read and written, status
+and the reason of an error); :meth:`CryptoDevice.stats` gives the session counts to the status endpoint.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from typing import Callable
 
+from vfu_virtio.abi import crypto as C
 from vfu_virtio.abi.crypto import VIRTIO_ID_CRYPTO
 from vfu_virtio.virtio.chain import DescriptorChain
 from vfu_virtio.virtio.device import VirtioDevice
@@ -120,6 +126,15 @@ class CryptoDevice(VirtioDevice):
             return self._handle_ctrl(chain)
         return self._handle_data(queue_index, chain)
 
+    def stats(self) -> dict[str, int | str]:
+        """``profile``, ``sessions_live``, ``sessions_created`` (since the process started), ``max_sessions``."""
+        return {"profile": self.profile.name, "sessions_live": len(self.sessions),
+                "sessions_created": self.sessions.created, "max_sessions": self.sessions.max_sessions}
+
+    def feature_names(self) -> dict[int, str]:
+        """The crypto feature bits by name ("Feature bits")."""
+        return dict(FEATURE_NAMES)
+
     def close(self) -> None:
         """Let the data queues' workers finish what they hold, then stop them."""
         workers, self._workers = self._workers, {}
@@ -131,6 +146,7 @@ class CryptoDevice(VirtioDevice):
         writer = chain.writer
         if writer.capacity == 0:
             self.log.warning("controlq request without a writable byte: completed with used length 0")
+            chain.failed = True
             return 0
         codec = self.codec
         opcode = None
@@ -142,14 +158,26 @@ class CryptoDevice(VirtioDevice):
                 raise CryptoStatus(Status.NOTSUPP, f"service {request.service.name} is not offered")
             if isinstance(request, DestroySession):
                 self.sessions.remove(request.session_id, request.service)
-                self.log.debug("destroyed session %d", request.session_id)
+                session_id = request.session_id
             else:
                 session_id = self.sessions.add(self.profile.make_session(request.params))
-                self.log.debug("created %s session %d", request.service.name, session_id)
         except CryptoStatus as e:
-            self.log.debug("controlq opcode %s: %s", f"{opcode:#x}" if opcode is not None else "?", e)
-            return codec.ctrl_outcome(writer, opcode, e.status, 0)
-        return codec.ctrl_outcome(writer, opcode, Status.OK, session_id)
+            chain.failed = True
+            used = codec.ctrl_outcome(writer, opcode, e.status, 0)
+            if self.log.isEnabledFor(logging.DEBUG):
+                self._log_request(self.controlq, _opcode_name(opcode), chain, used, e.status, e.why)
+            return used
+        used = codec.ctrl_outcome(writer, opcode, Status.OK, session_id)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self._log_request(self.controlq, f"{_opcode_name(opcode)} session {session_id}", chain, used, Status.OK)
+        return used
+
+    def _log_request(self, queue_index: int, what: str, chain: DescriptorChain, used: int, status: Status,
+                     reason: object = None) -> None:
+        """The one debug line of a request: queue, request type, bytes read and written, status (and why)."""
+        read = sum(map(len, chain.readable))
+        self.log.debug("queue %d: %s: %d bytes read, %d written: %s%s", queue_index, what, read, used, status.name,
+                       f" ({reason})" if reason is not None else "")
 
     # ---- dataq --------------------------------------------------------------------------------------------
     def _handle_data(self, queue_index: int, chain: DescriptorChain) -> int | None:
@@ -158,6 +186,7 @@ class CryptoDevice(VirtioDevice):
         if capacity == 0:
             self.log.warning("dataq request without a writable byte (no room for the status): "
                              "completed with used length 0")
+            chain.failed = True
             return 0
         codec = self.codec
         request = None
@@ -181,9 +210,15 @@ class CryptoDevice(VirtioDevice):
             # guest page twice, so padding written "in between" would clobber the result
             end = session.run(request.op, writer)
         except CryptoStatus as e:
-            self.log.debug("dataq request: %s", e)
-            return codec.data_outcome(writer, request, e.status, 0)
-        return codec.data_outcome(writer, request, Status.OK, end)
+            chain.failed = True
+            used = codec.data_outcome(writer, request, e.status, 0)
+            if self.log.isEnabledFor(logging.DEBUG):
+                self._log_request(queue_index, _data_name(request), chain, used, e.status, e.why)
+            return used
+        used = codec.data_outcome(writer, request, Status.OK, end)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self._log_request(queue_index, _data_name(request), chain, used, Status.OK)
+        return used
 
     def _worker(self, queue_index: int) -> _Worker:
         worker = self._workers.get(queue_index)
@@ -197,20 +232,60 @@ class CryptoDevice(VirtioDevice):
         outcome; returns (chain, used length). Nothing escapes."""
         writer = chain.writer
         used = 0
+        status, reason = Status.OK, None
         try:
             try:
                 end = session.run(request.op, writer)
             except CryptoStatus as e:
-                self.log.debug("dataq request: %s", e)
+                status, reason = e.status, e.why
                 used = codec.data_outcome(writer, request, e.status, 0)
             else:
                 used = codec.data_outcome(writer, request, Status.OK, end)
         except Exception as e:  # noqa: BLE001 - a session bug must not lose the request or the worker
             self.log.error("dataq %d: %s failed on its worker thread (%r); the request is answered ERR",
                            queue_index, type(session).__name__, e)
+            status, reason = Status.ERR, repr(e)
             with contextlib.suppress(Exception):
                 used = codec.data_outcome(writer, request, Status.ERR, 0)
+        chain.failed = status is not Status.OK
+        if self.log.isEnabledFor(logging.DEBUG):
+            self._log_request(queue_index, f"{_data_name(request)} (worker)", chain, used, status, reason)
         return chain, used
+
+
+#: The crypto feature bits by name, for status listings ("Feature bits").
+FEATURE_NAMES = {
+    C.VIRTIO_CRYPTO_F_REVISION_1: "REVISION_1", C.VIRTIO_CRYPTO_F_CIPHER_STATELESS_MODE: "CIPHER_STATELESS_MODE",
+    C.VIRTIO_CRYPTO_F_HASH_STATELESS_MODE: "HASH_STATELESS_MODE",
+    C.VIRTIO_CRYPTO_F_MAC_STATELESS_MODE: "MAC_STATELESS_MODE",
+    C.VIRTIO_CRYPTO_F_AEAD_STATELESS_MODE: "AEAD_STATELESS_MODE",
+    C.VIRTIO_CRYPTO_F_AKCIPHER_STATELESS_MODE: "AKCIPHER_STATELESS_MODE",
+}
+_CTRL_OPCODE_NAMES = {op: f"{C.SERVICE_NAMES[svc]}_CREATE_SESSION" for op, svc in C.CREATE_SESSION_OPCODES.items()}
+_CTRL_OPCODE_NAMES.update({op: f"{C.SERVICE_NAMES[svc]}_DESTROY_SESSION"
+                           for op, svc in C.DESTROY_SESSION_OPCODES.items()})
+
+
+def _opcode_name(opcode: int | None) -> str:
+    """A controlq opcode by the standard's name (``CIPHER_CREATE_SESSION``), or its number."""
+    if opcode is None:
+        return "controlq request without a header"
+    return _CTRL_OPCODE_NAMES.get(opcode, f"controlq opcode {opcode:#x}")
+
+
+def _data_name(request: DataRequest | None) -> str:
+    """A dataq request in words: service, operation, session (or stateless)."""
+    if request is None:
+        return "dataq request that did not parse"
+    op = request.op
+    if hasattr(op, "operation"):
+        verb = f" {op.operation.name}"
+    elif hasattr(op, "encrypt"):
+        verb = " ENCRYPT" if op.encrypt else " DECRYPT"
+    else:
+        verb = ""
+    where = "stateless" if request.session_id is None else f"session {request.session_id}"
+    return f"{request.service.name}{verb} {where}"
 
 
 #: Most finished requests a worker holds before completing them (the event loop publishes up to 32 per run too).

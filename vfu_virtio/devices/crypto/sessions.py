@@ -25,6 +25,11 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def created(self) -> int:
+        """Sessions created since the table was made (the id counter; destroyed and reset ones included)."""
+        return self._next_id - 1
+
     def add(self, session) -> int:
         """Store ``session`` and return its new id; :class:`CryptoStatus` NOSPC when the table is full (a profile
         may answer it otherwise: the standard says ERR without VIRTIO_CRYPTO_F_REVISION_1)."""

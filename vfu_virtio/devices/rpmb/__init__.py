@@ -15,7 +15,7 @@ from vfu_virtio.devices.registry import DeviceKind, Option
 from vfu_virtio.store import Namespace
 
 from .device import MAX_LIMIT, RpmbDevice
-from .persist import TABLES, RpmbState
+from .persist import TABLES, RpmbState, inspect
 
 __all__ = ["KIND", "RpmbDevice"]
 
@@ -42,4 +42,5 @@ KIND = DeviceKind(
     store_tables=TABLES,
     client_module="vfu_virtio.client.rpmb",
     guest_attachable=True,
+    inspect=inspect,
 )

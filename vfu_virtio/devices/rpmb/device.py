@@ -38,10 +38,16 @@ Every response frame set carries the MAC once a key is programmed, errors includ
 before that ``key_mac`` is zero (RAMB-8). The key itself is never written into any frame (RPMB-33).
 Used length: 512 x the number of response frames written (0 when the chain has no writable frame or
 asked for no result).
+
+Accounting: a request whose result is not OK (or that is malformed) is marked ``chain.failed`` (the transport
+counts it per queue); at debug level each request gets one log line (request type, block count and address, bytes
+read and written, result); :meth:`RpmbDevice.stats` gives the write counter and the operation counts to the status
+endpoint (never the key).
 """
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 
 from vfu_virtio.abi import rpmb as F
@@ -92,6 +98,8 @@ class RpmbDevice(VirtioDevice):
         self.max_wr_cnt = max_wr_cnt
         self.max_rd_cnt = max_rd_cnt
         self.last: LastResult | None = None
+        #: requests per type name and outcome since the process started: ``{"DATA_WRITE": [ok, refused], ...}``
+        self.counts: dict[str, list[int]] = {}
 
     # ---- VirtioDevice contract ----------------------------------------------------------------------------
     def config_space(self) -> bytes:
@@ -115,13 +123,44 @@ class RpmbDevice(VirtioDevice):
     def handle(self, queue_index: int, chain: DescriptorChain) -> int:
         """Parse, execute (staging any state change for :meth:`commit`), write the sealed response frames;
         returns the used length (see the module docstring)."""
-        request = parse(chain.reader.read_all())
+        raw = chain.reader.read_all()
+        request = parse(raw)
         room = chain.writer.capacity // F.FRAME_SIZE
         frames = self.execute(request, room)
-        if not frames:
-            return 0
-        chain.writer.write_at(0, F.seal(frames, self.state.key))
-        return chain.writer.written
+        used = 0
+        if frames:
+            chain.writer.write_at(0, F.seal(frames, self.state.key))
+            used = chain.writer.written
+        name, result = self._outcome(request, frames)
+        count = self.counts.setdefault(name, [0, 0])
+        count[result != F.VIRTIO_RPMB_RES_OK] += 1
+        if result != F.VIRTIO_RPMB_RES_OK:
+            chain.failed = True
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("queue %d: %s: %d bytes read, %d written: %s", queue_index, _describe(name, request),
+                           len(raw), used, F.RESULT_NAMES.get(result, f"{result:#06x}"))
+        return used
+
+    def _outcome(self, request, frames: list[Frame]) -> tuple[str, int]:
+        """The request's type name and result: a write's or PROGRAM_KEY's own (RESULT_READ in the chain or not),
+        else the response frame's; a malformed chain is GENERAL_FAILURE."""
+        name = _REQUEST_NAMES[type(request)]
+        if isinstance(request, (ProgramKey, DataWrite)):
+            return name, self.last.result
+        if isinstance(request, Malformed) or not frames:
+            return name, F.VIRTIO_RPMB_RES_GENERAL_FAILURE
+        return name, frames[-1].result
+
+    def stats(self) -> dict[str, int | str]:
+        """``write_counter``, ``key_programmed`` (0/1; never the key), ``capacity`` (128 KiB units), and per request
+        type the OK and refused counts since the process started (``DATA_WRITE_ok``, ``DATA_WRITE_refused``, ...)."""
+        state = self.state
+        out: dict[str, int | str] = {"write_counter": state.counter, "key_programmed": int(state.key is not None),
+                                     "capacity": self.capacity}
+        for name, (ok, refused) in list(self.counts.items()):
+            out[f"{name}_ok"] = ok
+            out[f"{name}_refused"] = refused
+        return out
 
     # ---- execution ----------------------------------------------------------------------------------------
     def execute(self, request, room: int) -> list[Frame]:
@@ -142,7 +181,6 @@ class RpmbDevice(VirtioDevice):
             case DataRead():
                 return self._data_read(request.frame, room)
             case Malformed():
-                self.log.debug("malformed request: %s", request.reason)
                 return [Frame(req_resp=request.resp_type, result=F.VIRTIO_RPMB_RES_GENERAL_FAILURE)][:room]
         raise TypeError(f"not an RPMB request: {request!r}")
 
@@ -224,3 +262,19 @@ class RpmbDevice(VirtioDevice):
         zero = bytes(F.BLOCK_SIZE)
         return [Frame(req_resp=F.VIRTIO_RPMB_RESP_DATA_READ, result=result, block_count=n, address=address,
                       nonce=frame.nonce, data=data[i] if data is not None else zero) for i in range(count)]
+
+
+_REQUEST_NAMES = {ProgramKey: "PROGRAM_KEY", GetWriteCounter: "GET_WRITE_COUNTER", DataWrite: "DATA_WRITE",
+                  DataRead: "DATA_READ", ResultRead: "RESULT_READ", Malformed: "MALFORMED"}
+
+
+def _describe(name: str, request) -> str:
+    """A request in words for the debug line: type, block count and address where it has them."""
+    if isinstance(request, DataWrite):
+        first = request.frames[0]
+        return f"{name} {first.block_count} block(s) at {first.address}"
+    if isinstance(request, DataRead):
+        return f"{name} {request.frame.block_count} block(s) at {request.frame.address}"
+    if isinstance(request, Malformed):
+        return f"{name} ({request.reason})"
+    return name

@@ -66,6 +66,20 @@ def _committed_row(db: sqlite3.Connection, ns_id: int) -> tuple[bytes | None, in
     return (bytes(key) if key is not None else None), counter
 
 
+def inspect(db: sqlite3.Connection, ns_id: int) -> dict[str, object]:
+    """Namespace ``ns_id``'s RPMB state in words for ``vfu-virtio info`` (``db`` may be read-only): ``write_counter``,
+    ``key`` ("programmed" or "not programmed"; never the key itself), ``blocks_written`` (blocks with a row).
+    Empty when the instance never opened its state."""
+    try:
+        row = db.execute("SELECT auth_key IS NOT NULL, write_counter FROM rpmb_state WHERE ns=?", (ns_id,)).fetchone()
+        blocks = db.execute("SELECT count(*) FROM rpmb_block WHERE ns=?", (ns_id,)).fetchone()[0]
+    except sqlite3.Error:
+        return {}
+    if row is None:
+        return {}
+    return {"write_counter": row[1], "key": "programmed" if row[0] else "not programmed", "blocks_written": blocks}
+
+
 class RpmbState:
     """The RPMB state of namespace ``ns``: ``counter`` and :attr:`key` mirror the committed row
     (the namespace lock makes this object the only writer); the key is kept for MACs only."""
