@@ -36,8 +36,9 @@ def stamped_copy(where: Path, stamp: str = _lib.BUILD_STAMP) -> Path:
     return where / _lib.LIBRARY_NAME
 
 
-def test_the_loader_finds_a_stamped_build_wherever_it_was_installed(tmp_path):
+def test_the_loader_finds_a_stamped_build_wherever_it_was_installed(tmp_path, monkeypatch):
     lib = stamped_copy(tmp_path / "opt" / "lib")
+    monkeypatch.setattr(_lib, "SOURCE_TREE", tmp_path / "installed")  # as from an installed copy, not a checkout
     assert _lib.locate({"LD_LIBRARY_PATH": f"/nonexistent:{lib.parent}"}) == lib
     assert _lib.locate({"VMKIT": str(tmp_path / "opt")}) == lib
     # a symlink into the build directory: the stamp is beside the file it resolves to
@@ -47,9 +48,10 @@ def test_the_loader_finds_a_stamped_build_wherever_it_was_installed(tmp_path):
         tmp_path / "elsewhere" / _lib.LIBRARY_NAME
 
 
-def test_other_builds_are_passed_over_and_named(tmp_path):
+def test_other_builds_are_passed_over_and_named(tmp_path, monkeypatch):
     other = stamped_copy(tmp_path / "old", _lib.PINNED_REVISION)  # the unpatched revision
     good = stamped_copy(tmp_path / "good")
+    monkeypatch.setattr(_lib, "SOURCE_TREE", tmp_path / "installed")
     assert _lib.locate({"LD_LIBRARY_PATH": f"{other.parent}:{good.parent}"}) == good
     with pytest.raises(_lib.LibraryNotFound) as e:
         _lib.locate({"LD_LIBRARY_PATH": str(other.parent)})
@@ -58,7 +60,8 @@ def test_other_builds_are_passed_over_and_named(tmp_path):
         _lib.locate({"LIBVFIO_USER_SO": str(other), "LD_LIBRARY_PATH": str(good.parent)})  # named: no fallback
 
 
-def test_no_library_says_where_it_looked_and_how_to_build_it(tmp_path):
+def test_no_library_says_where_it_looked_and_how_to_build_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(_lib, "SOURCE_TREE", tmp_path / "installed")  # as from an installed copy, not a checkout
     with pytest.raises(_lib.LibraryNotFound) as e:
         _lib.locate({"LD_LIBRARY_PATH": str(tmp_path)})
     message = str(e.value)

@@ -139,6 +139,10 @@ RECIPE = ("build it with the project's recipe: in a vfu-virtio source tree run `
           "libvfio-user.so.0 together with libvfio-user.commit into one of the directories searched")
 
 
+#: The checkout this package runs from (its ``.vmkit/lib`` holds the recipe's build), if it is one.
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+
+
 def candidates(environ=os.environ) -> list[tuple[Path, str]]:
     """Where the loader looks, in order, as (path, why there): ``$LIBVFIO_USER_SO``; ``$VMKIT/lib`` (the recipe's
     output when VMKIT is set); the source tree's ``.vmkit/lib`` (when this package runs from a checkout); each
@@ -148,9 +152,8 @@ def candidates(environ=os.environ) -> list[tuple[Path, str]]:
         out.append((Path(environ["LIBVFIO_USER_SO"]), "LIBVFIO_USER_SO"))
     if environ.get("VMKIT"):
         out.append((Path(environ["VMKIT"]) / "lib" / LIBRARY_NAME, "$VMKIT/lib"))
-    top = Path(__file__).resolve().parents[2]
-    if (top / "native" / "libvfio-user.sh").exists():
-        out.append((top / ".vmkit" / "lib" / LIBRARY_NAME, "the source tree"))
+    if (SOURCE_TREE / "native" / "libvfio-user.sh").exists():
+        out.append((SOURCE_TREE / ".vmkit" / "lib" / LIBRARY_NAME, "the source tree"))
     dirs = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     dirs += [os.path.join(sys.prefix, "lib"), *SYSTEM_DIRS]
     out += [(Path(d) / LIBRARY_NAME, d) for d in dirs]
