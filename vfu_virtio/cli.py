@@ -29,7 +29,8 @@ from . import __version__, logs, unixsock
 from .commands.common import log_options, with_log_options
 from .devices import registry
 from .devices.registry import DeviceKind, Option, RegistryError
-from .virtio.transport import RING_CHOICES
+from .virtio.notify_area import NOTIFY_CHOICES
+from .virtio.transport import DEFAULT_POLL_US, RING_CHOICES
 
 log = logging.getLogger("vfu_virtio")
 
@@ -112,6 +113,19 @@ def _common_options() -> list[click.Option]:
                      help="Virtqueue formats offered: any (split, or packed when the driver accepts "
                           "VIRTIO_F_RING_PACKED), split (RING_PACKED withheld), packed (RING_PACKED required: "
                           "FEATURES_OK is refused without it). A transport setting: not stored."),
+        click.Option(["--poll-us", "poll_us"], type=click.IntRange(0, 1_000_000), default=DEFAULT_POLL_US,
+                     show_default=True,
+                     help="After a virtqueue runs dry, keep its available buffer notifications off and poll it for "
+                          "this many microseconds (restarted by each request) before enabling them again; 0 "
+                          "enables them at once. A loop setting: not stored."),
+        click.Option(["--notify", "notify"], type=click.Choice(NOTIFY_CHOICES), default="message",
+                     show_default=True,
+                     help="How notifications reach the device: message (a vfio-user region write each) or mmap "
+                          "(the notification area is a memfd page the client maps into the guest; the device "
+                          "polls it, backing off when idle). A loop setting: not stored."),
+        click.Option(["--stage-timers", "stage_timers"], is_flag=True,
+                     help="Time the event loop's stages (message, walk, device, publish, interrupt); shown by "
+                          "`vfu-virtio status` and in the final log line."),
     ]
 
 
@@ -125,7 +139,8 @@ def _kind_option(opt: Option) -> click.Option:
 
 def _serve_command(kind: DeviceKind) -> click.Command:
     """``vfu-virtio <kind.name>``: open the instance under the stored-settings rule and serve it."""
-    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, **given) -> None:
+    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, poll_us: int, notify: str,
+              stage_timers: bool, **given) -> None:
         from .store import StoreError
         preflight(socket)
         try:
@@ -133,7 +148,8 @@ def _serve_command(kind: DeviceKind) -> click.Command:
         except (StoreError, RegistryError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         labels = {"kind": kind.name, "instance": instance, "state": os.path.abspath(state), "rings": rings}
-        _serve(obj, kind, device, socket, once, rings, labels)
+        _serve(obj, kind, device, socket, once, labels,
+               dict(rings=rings, poll_us=poll_us, notify=notify, stage_timers=stage_timers))
 
     return click.Command(
         kind.name, callback=click.pass_obj(serve),
@@ -161,13 +177,13 @@ def preflight(socket: str) -> None:
         raise click.ClickException(e.strerror) from None
 
 
-def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str, labels: dict) -> None:
+def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, labels: dict, loop: dict) -> None:
     from .libvfio_user import VfuError
     from .libvfio_user._lib import LibraryNotFound
     from .server import DeviceServer
     try:
         # realized: the socket listens
-        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class, labels=labels)
+        server = DeviceServer(device, socket, obj["log_level"], pci_class=kind.pci_class, labels=labels, **loop)
     except (VfuError, LibraryNotFound, unixsock.SocketPathError, ValueError) as e:
         device.close()
         raise click.ClickException(e.strerror if isinstance(e, unixsock.SocketPathError) else str(e)) from e

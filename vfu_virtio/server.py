@@ -37,7 +37,9 @@ from .pci import layout
 from .virtio.device import VirtioDevice
 from .virtio.memory import GuestMemory
 from .virtio.metrics import transport_status
-from .virtio.transport import VirtioPciTransport
+from .virtio.notify_area import NOTIFY_CHOICES, NotifyArea
+from .virtio.stages import StageClock
+from .virtio.transport import DEFAULT_POLL_US, VirtioPciTransport
 
 log = logging.getLogger("vfu_virtio.server")
 
@@ -48,6 +50,9 @@ log = logging.getLogger("vfu_virtio.server")
 CLIENT_RECEIVE_TIMEOUT_S = 5.0
 #: Clients whose attach and detach times the status keeps (the count covers all of them).
 CLIENTS_KEPT = 16
+#: With ``notify="mmap"`` an idle loop looks at the notification area at most this far apart (milliseconds): the
+#: poll interval doubles from 1 ms up to this, so an idle device costs well under 1 % of a core.
+MMAP_IDLE_MS = 8
 
 
 class DeviceServer:
@@ -56,6 +61,12 @@ class DeviceServer:
     ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`) and ``pci_class`` go to the transport.
     ``labels`` (e.g. ``{"kind": "rpmb", "instance": "0", "state": "/x.db"}``) are shown in :meth:`status`.
     ``status_endpoint``: answer on the status socket (``socket_path + ".status"``, :mod:`vfu_virtio.control`).
+    ``poll_us``: after a queue's ring runs dry the loop keeps its available buffer notifications off and polls the
+    ring for this many microseconds, restarting the window with each request, before enabling them again and
+    re-checking the ring (0: enable at once). ``notify``: ``"message"`` (notify writes arrive as vfio-user region
+    writes) or ``"mmap"`` (the notification area is a memfd the client maps, :mod:`vfu_virtio.virtio.notify_area`; the loop
+    polls it, backing off to :data:`MMAP_IDLE_MS` when idle). ``stage_timers``: time the loop's stages
+    (:mod:`vfu_virtio.virtio.stages`; shown in :meth:`status` and the final log line).
     Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (one line naming the path),
     :class:`vfu_virtio.unixsock.SocketPathError` for the status socket, ``LibraryNotFound`` if libvfio-user is
     missing or not the pinned revision, and ValueError for a device that does not fit the PCI layout.
@@ -63,12 +74,23 @@ class DeviceServer:
 
     def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO, rings: str = "any",
                  pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS, labels: Mapping[str, str] | None = None,
-                 status_endpoint: bool = True):
+                 status_endpoint: bool = True, poll_us: int = DEFAULT_POLL_US, notify: str = "message",
+                 stage_timers: bool = False):
+        if notify not in NOTIFY_CHOICES:
+            raise ValueError(f"notify {notify!r}: expected one of {', '.join(NOTIFY_CHOICES)}")
+        if poll_us < 0:
+            raise ValueError(f"poll_us {poll_us}: must be >= 0")
         self.device = device
         self.socket_path = socket_path
         self.labels = dict(labels or {})
         self.memory = GuestMemory()
         self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class)
+        self.poll_ns = poll_us * 1000
+        self.notify_mode = notify
+        self.transport.polling = poll_us > 0 or notify == "mmap"
+        self.clock = self.transport.clock = StageClock() if stage_timers else None
+        self.notify_area: NotifyArea | None = None
+        self._idle_ms = 1000
         self._stop = threading.Event()
         self.clients = 0
         self.client_times: deque[list[float | None]] = deque(maxlen=CLIENTS_KEPT)  # [attached, detached or None]
@@ -77,6 +99,8 @@ class DeviceServer:
         self._alarm = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
+            if notify == "mmap":
+                self.notify_area = NotifyArea(self.transport.num_queues)
             self.ctx = VfuContext(socket_path, log_level)
             self._build()
             if status_endpoint:
@@ -85,6 +109,8 @@ class DeviceServer:
         except BaseException:
             if getattr(self, "ctx", None) is not None:
                 self.ctx.destroy()
+            if self.notify_area is not None:
+                self.notify_area.close()
             self._close_pipe()
             raise
 
@@ -96,8 +122,11 @@ class DeviceServer:
         ctx.setup_region(L.VFU_PCI_DEV_CFG_REGION_IDX, L.PCI_CFG_SPACE_SIZE, fn.config_access,
                          L.VFU_REGION_FLAG_RW | L.VFU_REGION_FLAG_ALWAYS_CB)
         mem_rw = L.VFU_REGION_FLAG_RW | L.VFU_REGION_FLAG_MEM
+        area = self.notify_area
         for bar, size in ((layout.VIRTIO_BAR, layout.VIRTIO_BAR_SIZE), (layout.MSIX_BAR, layout.MSIX_BAR_SIZE)):
-            ctx.setup_region(bar, size, lambda off, n, data, bar=bar: fn.bar_access(bar, off, n, data), mem_rw)
+            mapped = area is not None and bar == layout.VIRTIO_BAR
+            ctx.setup_region(bar, size, lambda off, n, data, bar=bar: fn.bar_access(bar, off, n, data), mem_rw,
+                             area.mmap_areas if mapped else (), area.fd if mapped else -1)
         ctx.setup_irqs(L.VFU_DEV_INTX_IRQ, 1)
         ctx.setup_irqs(L.VFU_DEV_MSIX_IRQ, self.transport.num_vectors)
         ctx.setup_irq_state(L.VFU_DEV_INTX_IRQ, lambda _start, _count, masked: fn.intx_client_mask(masked))
@@ -131,6 +160,8 @@ class DeviceServer:
                 what.get(kind, f"reset type {kind}"))
         self.transport.reset()
         self.transport.function.reset()
+        if self.notify_area is not None:
+            self.notify_area.reset()
 
     def _wake(self) -> None:
         """A request completed on another thread: bring the loop round to publish it (thread-safe)."""
@@ -160,6 +191,8 @@ class DeviceServer:
                                    for i, (a, d) in enumerate(recent)]},
             "transport": transport_status(self.transport, self.device.feature_names()),
             "device_stats": self.device.stats(),
+            "loop": {"notify": self.notify_mode, "poll_us": self.poll_ns // 1000,
+                     "stages": self.clock.summary() if self.clock is not None else None},
         }
 
     def totals(self) -> str:
@@ -218,6 +251,8 @@ class DeviceServer:
                          times[1] - times[0])
         finally:
             self.close()
+            if self.clock is not None:
+                log.info("stage timers: %s", self.clock.line())
             log.info("stopped: %s", self.totals())
 
     def _poll(self, fd: int, timeout_ms: int) -> bool:
@@ -271,19 +306,75 @@ class DeviceServer:
 
     def _serve_client(self) -> None:
         fd = self.ctx.poll_fd()
+        t = self.transport
+        self._idle_ms = 1 if self.notify_area is not None else 1000
         while not self._stop.is_set():
-            ready = self._poll(fd, 1000)
-            self.transport.publish_completions()
-            if not ready and not self.transport.pending:
+            ready = self._poll(fd, self._idle_ms)
+            if self.clock is not None:
+                self.clock.start()
+            t.publish_completions()
+            self._doorbells()
+            if not ready and not t.pending:
+                if self.notify_area is not None:
+                    self._idle_ms = min(2 * self._idle_ms, MMAP_IDLE_MS)
                 continue
-            try:
-                while self._run_one():
-                    self._after_message()
-            except ConnectionError:
+            if not self._messages():
                 return
-            except OSError as e:  # the library answered the client with an error, or was interrupted
-                log.warning("vfio-user message handling failed: %s", e)
-            self._after_message()
+            if self.notify_area is not None:
+                self._idle_ms = 1
+            if t.hot and not self._poll_window(fd):
+                return
+
+    def _messages(self) -> bool:
+        """Handle every waiting vfio-user message, processing the queues after each; False when the client went."""
+        try:
+            while self._run_one():
+                self._after_message()
+        except ConnectionError:
+            return False
+        except OSError as e:  # the library answered the client with an error, or was interrupted
+            log.warning("vfio-user message handling failed: %s", e)
+        self._after_message()
+        return True
+
+    def _doorbells(self) -> None:
+        """``--notify mmap``: the notify writes the driver stored into the mapped area since the last look."""
+        if self.notify_area is not None:
+            for q in self.notify_area.take():
+                self.transport.notify(q)
+
+    def _poll_window(self, fd: int) -> bool:
+        """Poll the hot rings (and the notification area, completions and the socket) without sleeping until
+        ``poll_us`` passed without a request, then enable notifications again and re-check the rings
+        (:meth:`~vfu_virtio.virtio.transport.VirtioPciTransport.rearm`). False when the client went."""
+        t = self.transport
+        clock = self.clock
+        now = time.perf_counter_ns
+        window = self.poll_ns
+        deadline = now() + window
+        sock = select.poll()
+        sock.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while not self._stop.is_set():
+            self._doorbells()
+            if t.poll_rings() or t.has_completions():
+                if clock is not None:
+                    clock.start()
+                self._after_message()
+                deadline = now() + window
+            elif sock.poll(0):
+                if clock is not None:
+                    clock.start()
+                if not self._messages():
+                    return False
+                deadline = now() + window
+            elif now() >= deadline:
+                if not t.rearm():
+                    return True
+                if clock is not None:
+                    clock.start()
+                self._after_message()
+                deadline = now() + window
+        return True
 
     def _run_one(self) -> int:
         """Handle at most one vfio-user message, within the receive deadline; 0 when none was waiting."""
@@ -297,6 +388,8 @@ class DeviceServer:
         self.transport.quiesce("shutdown")
         self.memory.clear()
         self.ctx.destroy()
+        if self.notify_area is not None:
+            self.notify_area.close()
         self.device.close()
         self._close_pipe()
 

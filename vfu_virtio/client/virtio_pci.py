@@ -26,6 +26,7 @@ thread-safe; each :class:`DriverQueue` must be driven by one thread at a time.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import select
 import struct
@@ -205,12 +206,23 @@ class DriverQueue:
         return True
 
     def notify(self) -> None:
-        """Write the notify address unconditionally."""
+        """Write the notify address unconditionally: a store into the mapped notification area when the device
+        offered one (``--notify mmap``; :attr:`VirtioPciDriver.notify_mapped`), else a region write message."""
         if self._notification_data:
-            data = _U32.pack(self.notify_value | (self.vq.notification_data() << 16))
+            value = self.notify_value | (self.vq.notification_data() << 16)
+            data = _U32.pack(value)
         else:
-            data = _U16.pack(self.notify_value)
-        self.driver.client.region_write(self.notify_bar, self.notify_offset, data, posted=self.driver.posted_kicks)
+            value = self.notify_value
+            data = _U16.pack(value)
+        area = self.driver._notify_area
+        if area is not None:
+            view, start = area
+            rel = self.notify_offset - start
+            # one aligned 16- or 32-bit store, as a CPU's MMIO write would be
+            view.cast("I" if len(data) == 4 else "H")[rel // len(data)] = value
+        else:
+            self.driver.client.region_write(self.notify_bar, self.notify_offset, data,
+                                            posted=self.driver.posted_kicks)
         self.kicks += 1
 
     # ---- completions --------------------------------------------------------------------------
@@ -369,10 +381,13 @@ class VirtioPciDriver:
     Raises :class:`VirtioDriverError` if it is not a modern virtio-pci function.
     """
 
-    def __init__(self, client: vu.VfioUserClient, memory: GuestMemory, posted_kicks: bool = True):
+    def __init__(self, client: vu.VfioUserClient, memory: GuestMemory, posted_kicks: bool = True,
+                 map_notify: bool = True):
         self.client = client
         self.memory = memory
         self.posted_kicks = posted_kicks
+        self._notify_area: tuple[memoryview, int] | None = None
+        self._notify_mmap: mmap.mmap | None = None
         self.negotiated = 0
         self.queues: dict[int, DriverQueue] = {}
         self.eventfds: list[int] = []
@@ -382,18 +397,22 @@ class VirtioPciDriver:
         self._needs_reset = 0
         self._closed = False
         self._discover()
+        if map_notify:
+            self._map_notify_area()
 
     @classmethod
     def connect(cls, socket_path: str, mem_size: int = 64 << 20, timeout: float = 5.0,
-                iova_base: int | None = None, posted_kicks: bool = True) -> "VirtioPciDriver":
+                iova_base: int | None = None, posted_kicks: bool = True,
+                map_notify: bool = True) -> "VirtioPciDriver":
         """Connect to the vfio-user server at ``socket_path``, create ``mem_size`` bytes of guest memory,
-        DMA_MAP it (fd by SCM_RIGHTS, read/write) and discover the function."""
+        DMA_MAP it (fd by SCM_RIGHTS, read/write) and discover the function. ``map_notify``: map the notification
+        area when the device offers it as a sparse mmap area (else every notification is a region write)."""
         client = vu.VfioUserClient(socket_path, timeout)
         memory = None
         try:
             memory = GuestMemory(mem_size) if iova_base is None else GuestMemory(mem_size, iova_base)
             client.dma_map(memory.fd, 0, memory.iova_base, memory.size)
-            return cls(client, memory, posted_kicks)
+            return cls(client, memory, posted_kicks, map_notify)
         except BaseException:
             client.close()
             if memory is not None:
@@ -446,6 +465,32 @@ class VirtioPciDriver:
         self._notify = self.virtio_caps[VIRTIO_PCI_CAP_NOTIFY_CFG]
         self._isr = self.virtio_caps[VIRTIO_PCI_CAP_ISR_CFG]
         self._devcfg = self.virtio_caps.get(VIRTIO_PCI_CAP_DEVICE_CFG)
+
+    def _map_notify_area(self) -> None:
+        """Map the notification structure when its BAR offers a sparse mmap area (with an fd) covering it all:
+        notifications then are stores into that memory, as QEMU's ``vfio-user-pci`` makes a guest's."""
+        n = self._notify
+        info = self.regions.get(n.bar)
+        if info is None or not info.flags & vu.VFIO_REGION_INFO_FLAG_MMAP or not info.sparse_mmap:
+            return
+        area = next(((off, size) for off, size in info.sparse_mmap
+                     if off <= n.offset and n.offset + n.length <= off + size), None)
+        if area is None:
+            return
+        info = self.client.region_info(n.bar, keep_fds=True)
+        try:
+            if not info.fds:
+                return
+            self._notify_mmap = mmap.mmap(info.fds[0], area[1], offset=info.offset + area[0])
+        finally:
+            for fd in info.fds:
+                os.close(fd)
+        self._notify_area = (memoryview(self._notify_mmap), area[0])
+
+    @property
+    def notify_mapped(self) -> bool:
+        """True when notifications are stores into the mapped notification area (no message each)."""
+        return self._notify_area is not None
 
     @staticmethod
     def _walk_capabilities(cfg: bytes) -> list[PciCapability]:
@@ -856,6 +901,10 @@ class VirtioPciDriver:
                 pass
         self._teardown_irqs()
         self._drop_queues()
+        if self._notify_area is not None:
+            self._notify_area[0].release()
+            self._notify_mmap.close()
+            self._notify_area = self._notify_mmap = None
         if c.connected:
             try:
                 c.dma_unmap(self.memory.iova_base, self.memory.size)

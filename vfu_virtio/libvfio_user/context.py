@@ -14,7 +14,7 @@ import ctypes as C
 import errno
 import logging
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 from vfu_virtio import unixsock
 
@@ -117,8 +117,11 @@ class VfuContext:
         buf = C.create_string_buffer(bytes(data), len(data))
         return _check(self.lib.vfu_pci_add_capability(self.ctx, pos, flags, buf), "vfu_pci_add_capability")
 
-    def setup_region(self, index: int, size: int, handler: RegionHandler, flags: int) -> None:
-        """Trap-and-emulate region (no mmap areas, fd -1): every access calls ``handler``.
+    def setup_region(self, index: int, size: int, handler: RegionHandler, flags: int,
+                     mmap_areas: Sequence[tuple[int, int]] = (), fd: int = -1) -> None:
+        """A region whose accesses call ``handler``; with ``fd`` (backing the region from file offset 0) and
+        ``mmap_areas`` (``[(offset, size)]`` inside the region, page-aligned) the client may map those areas of the
+        fd instead (``VFIO_REGION_INFO_CAP_SPARSE_MMAP``), and accesses it makes there never reach ``handler``.
 
         ``handler(offset, size, None)`` returns ``size`` bytes for a read; ``handler(offset, size, data)``
         performs a write. Exceptions become -1/errno for the client.
@@ -138,7 +141,8 @@ class VfuContext:
                 C.set_errno(_errno_of(exc))
                 return -1
         self._keep.append(_access)
-        _check(self.lib.vfu_setup_region(self.ctx, index, size, _access, flags, None, 0, -1, 0),
+        areas = (L.iovec * len(mmap_areas))(*(L.iovec(off, n) for off, n in mmap_areas)) if mmap_areas else None
+        _check(self.lib.vfu_setup_region(self.ctx, index, size, _access, flags, areas, len(mmap_areas), fd, 0),
                f"vfu_setup_region({index})")
 
     def setup_reset(self, on_reset: Callable[[int], None]) -> None:

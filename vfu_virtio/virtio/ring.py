@@ -25,6 +25,7 @@ descriptors without VIRTIO_F_INDIRECT_DESC).
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from .chain import DescriptorChain, GuestError
@@ -41,6 +42,21 @@ Note = Callable[[str, str], None]
 
 def _ignore(_check: str, _detail: str) -> None:
     pass
+
+
+_BARRIER = threading.Lock()
+
+
+def full_barrier() -> None:
+    """A full memory barrier between this thread's earlier stores and later loads of guest memory.
+
+    Python has no fence of its own; taking and releasing a lock is one (the lock's atomic read-modify-write is a
+    locked instruction on x86, a full barrier elsewhere), which the store-then-load sequences of event suppression
+    need: without it the load may be served before the store is visible to the driver (x86 reorders a later load
+    before an earlier store to another address).
+    """
+    _BARRIER.acquire()
+    _BARRIER.release()
 
 
 class DeviceRing:

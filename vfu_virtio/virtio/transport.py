@@ -57,8 +57,9 @@ from .inflight import Inflight
 from .memory import GuestMemory
 from .metrics import TransportMetrics
 from .packed import PackedRing
-from .ring import DeviceRing
+from .ring import DeviceRing, full_barrier
 from .split import SplitRing
+from .stages import StageClock
 
 log = logging.getLogger("vfu_virtio.virtio.transport")
 
@@ -67,6 +68,9 @@ TRANSPORT_FEATURES = (bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bi
 #: ``rings`` values: which virtqueue formats the device offers ("any": split, or packed if the driver takes
 #: VIRTIO_F_RING_PACKED; "split": RING_PACKED withheld; "packed": RING_PACKED offered and required).
 RING_CHOICES = ("any", "split", "packed")
+#: How long the event loop polls a virtqueue's ring after it ran dry before it enables available buffer
+#: notifications again (``--poll-us``, microseconds; the README's performance section has the measurement).
+DEFAULT_POLL_US = 0
 #: After this long waiting for in-flight requests, one warning line; the wait goes on (they always finish).
 QUIESCE_WARN_S = 2.0
 PCI_SUBSYSTEM_ID = 0x1100  # "PCI Device Discovery": non-transitional devices use 0x40 or higher
@@ -129,6 +133,12 @@ class VirtioPciTransport:
         self.device_features = offered
         self.queues = [QueueState(i, device.queue_size_max, wake) for i in range(self.num_queues)]
         self.pending: set[int] = set()
+        #: queues whose available buffer notifications stay off while the loop polls their rings (``polling``)
+        self.hot: set[int] = set()
+        #: set by the server when it polls rings after they run dry (``--poll-us`` > 0, or ``--notify mmap``)
+        self.polling = False
+        #: per-stage timers of the event loop (``--stage-timers``), None when off
+        self.clock: StageClock | None = None
         self.notes: dict[str, int] = {}
         self.metrics = TransportMetrics(self.num_queues)
         self.config_generation = 0
@@ -187,6 +197,7 @@ class VirtioPciTransport:
         self.msix_config = VIRTIO_MSI_NO_VECTOR
         self.queue_select = 0
         self.pending.clear()
+        self.hot.clear()
         self.device.reset()
         with self._lock:
             self._config_snapshot = self.device.config_space()  # a device may reset its config fields too
@@ -244,6 +255,7 @@ class VirtioPciTransport:
             q.ring = None
             q.inflight.discard()
         self.pending.clear()
+        self.hot.clear()
         self._config_interrupt()
 
     # ---- common configuration ------------------------------------------------------------------
@@ -388,6 +400,7 @@ class VirtioPciTransport:
         q.reset()
         q.reset_done = 1
         self.pending.discard(q.index)
+        self.hot.discard(q.index)
         log.info("queue %d reset by the driver", q.index)
 
     def common_read(self, offset: int, size: int) -> bytes:
@@ -445,6 +458,8 @@ class VirtioPciTransport:
             log.warning("notification for queue %d ignored: the device has %d queues", queue, self.num_queues)
             return
         self.metrics.queues[queue].kicks += 1
+        if self.clock is not None:
+            self.clock.mark("message")
         if self.queues[queue].ring is not None:
             self.pending.add(queue)
 
@@ -452,11 +467,15 @@ class VirtioPciTransport:
     def process_pending(self, budget: int = 32) -> None:
         """Run every notified queue: pop chains, hand them to the device, publish what completed, interrupt.
 
-        Used elements are published (and the driver interrupted) at least every ``budget`` requests, so a
-        driver that keeps the ring full gets completions back while the device works on the rest. When a ring
-        runs dry, available buffer notifications are enabled again and the ring re-checked ("Available Buffer
-        Notification Suppression"), so a chain added meanwhile is not missed.
+        Available buffer notifications are off while a queue is walked ("Available Buffer Notification
+        Suppression": VIRTQ_USED_F_NO_NOTIFY, the packed ring's device event flags DISABLE; with EVENT_IDX a split
+        ring's ``avail_event`` simply stays behind). Used elements are published (and the driver interrupted) at
+        least every ``budget`` requests, so a driver that keeps the ring full gets completions back while the
+        device works on the rest. When a ring runs dry, either notifications are enabled again and the ring
+        re-checked (the race-free sequence), or, while the loop polls (:attr:`polling`), the queue joins
+        :attr:`hot` with notifications still off, until :meth:`rearm`.
         """
+        clock = self.clock
         while self.pending:
             i = self.pending.pop()
             q = self.queues[i]
@@ -475,16 +494,23 @@ class VirtioPciTransport:
             inflight = q.inflight
             qm = self.metrics.queues[i]
             try:
+                ring.disable_notifications()
                 while done < budget:
                     chain = ring.pop()
                     if chain is None:
-                        ring.enable_notifications()
-                        if not ring.pending():
+                        if self.polling:
+                            self.hot.add(i)
+                            break
+                        if not self._rearm_ring(ring):
                             break
                         continue
+                    if clock is not None:
+                        clock.mark("walk")
                     inflight.start(chain)
                     qm.bytes_read += chain.reader.remaining
                     written = handle(i, chain)
+                    if clock is not None:
+                        clock.mark("device")
                     if written is not None:
                         inflight.finish(chain, written)
                     chain = None
@@ -502,6 +528,40 @@ class VirtioPciTransport:
             if error:
                 qm.errors += 1
                 self.needs_reset(error)
+
+    @staticmethod
+    def _rearm_ring(ring: DeviceRing) -> bool:
+        """Enable available buffer notifications, then look at the ring again; True if a chain came meanwhile.
+
+        The full barrier between the store that enables notifications and the load of the ring is what makes the
+        sequence race-free: the driver stores its ring index and then loads our flag (with a barrier of its own),
+        so at least one of the two sides sees the other's store ("Available Buffer Notification Suppression").
+        """
+        ring.enable_notifications()
+        full_barrier()
+        return ring.pending()
+
+    def poll_rings(self) -> bool:
+        """The loop polls: every :attr:`hot` queue with a chain available goes to :attr:`pending`; True if any did."""
+        for i in self.hot:
+            ring = self.queues[i].ring
+            if ring is not None and ring.pending():
+                self.pending.add(i)
+        return bool(self.pending)
+
+    def rearm(self) -> bool:
+        """The polling window ended: enable available buffer notifications on every :attr:`hot` queue and re-check
+        its ring (:meth:`_rearm_ring`); queues that have a chain go to :attr:`pending` (True if any)."""
+        for i in self.hot:
+            ring = self.queues[i].ring
+            if ring is not None and self._rearm_ring(ring):
+                self.pending.add(i)
+        self.hot.clear()
+        return bool(self.pending)
+
+    def has_completions(self) -> bool:
+        """True if a request completed on another thread and waits for :meth:`publish_completions`."""
+        return any(q.inflight.has_done() for q in self.queues)
 
     def publish_completions(self) -> None:
         """Publish what devices completed on other threads since the last call (event-loop thread)."""
@@ -542,7 +602,12 @@ class VirtioPciTransport:
         except GuestError as e:
             self.needs_reset(str(e))
             return
+        clock = self.clock
+        if clock is not None:
+            clock.mark("publish")
         if notify:
             qm.interrupts += 1
             self.isr |= VIRTIO_PCI_ISR_QUEUE
             self._signal(q.msix_vector)
+            if clock is not None:
+                clock.mark("interrupt")
