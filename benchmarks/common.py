@@ -7,6 +7,8 @@ Not a test and not part of the package: the scripts beside it import it as ``com
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +118,17 @@ def _save(fig, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return f"plot: {path}"
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15, utime and stime,
+    in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def host_line() -> str:
+    """``"host x86_64 <cpu model>, N cores"`` for a benchmark's header."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    return f"host {platform.machine()} {cpu}, {os.cpu_count()} cores"

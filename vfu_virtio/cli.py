@@ -113,7 +113,7 @@ def _common_options() -> list[click.Option]:
                      help="Virtqueue formats offered: any (split, or packed when the driver accepts "
                           "VIRTIO_F_RING_PACKED), split (RING_PACKED withheld), packed (RING_PACKED required: "
                           "FEATURES_OK is refused without it). A transport setting: not stored."),
-        click.Option(["--poll-us", "poll_us"], type=click.IntRange(0, 1_000_000), default=DEFAULT_POLL_US,
+        click.Option(["--poll-us", "poll_us"], type=click.IntRange(0, 60_000_000), default=DEFAULT_POLL_US,
                      show_default=True,
                      help="After a virtqueue runs dry, keep its available buffer notifications off and poll it for "
                           "this many microseconds (restarted by each request) before enabling them again; 0 "

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import initramfs
 from .kit import GuestKit
@@ -96,9 +96,10 @@ def qemu_argv(kit: GuestKit, devices: list[Device], params: dict[str, object], m
 
 def boot(kit: GuestKit, devices: list[Device], params: dict[str, object] | None = None, timeout: float = 300,
          on_line: Callable[[str], None] | None = None, machine: Machine = LINUX,
-         files: dict[str, bytes] | None = None) -> BootResult:
+         files: dict[str, bytes] | None = None, qemu_args: Sequence[str] = ()) -> BootResult:
     """Boot once and wait for QEMU to exit (the guest powers off) or ``timeout`` seconds, then kill it.
 
+    ``qemu_args`` go at the end of QEMU's command line (e.g. ``-trace`` options for a measurement).
     ``files`` (``{path in the guest: bytes}``) are added to the initramfs for this boot only. ``on_line`` sees
     each console line as it arrives (progress output). QEMU runs in its own session so a Ctrl-C at the
     terminal reaches only the harness, which then kills QEMU itself.
@@ -106,7 +107,7 @@ def boot(kit: GuestKit, devices: list[Device], params: dict[str, object] | None 
     with tempfile.TemporaryDirectory(prefix="vfu-boot-") as tmp:
         initrd = initramfs.with_files(initramfs.build(kit, machine.profile), files, Path(tmp) / "initrd.cpio") \
             if files else None
-        return _run(qemu_argv(kit, devices, params or {}, machine, initrd), timeout, on_line)
+        return _run(qemu_argv(kit, devices, params or {}, machine, initrd) + list(qemu_args), timeout, on_line)
 
 
 def _run(argv: list[str], timeout: float, on_line: Callable[[str], None] | None) -> BootResult:

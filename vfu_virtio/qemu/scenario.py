@@ -183,14 +183,14 @@ def guest_kinds() -> list[DeviceKind]:
 def run_guest(kit: GuestKit, model: str, plan: Plan, *,
               device_options: Mapping[str, Sequence[str]] | None = None, workdir: Path | None = None,
               timeout: float = 300, log_level: str = "info",
-              on_line: Callable[[str], None] | None = None) -> GuestRun:
+              on_line: Callable[[str], None] | None = None, qemu_args: Sequence[str] = ()) -> GuestRun:
     """Boot ``model`` (one of :data:`MODELS`) once with ``plan`` (its machine, parameters and files); see the
     module docstring.
 
     ``device_options`` maps a kind name to further ``vfu-virtio <kind>`` options, used when the ``vfu-virtio``
     model attaches that kind (``{"crypto": ("--queues", "2")}``; ValueError naming a kind that is not
     guest-attachable); QEMU's builtin backend has one data queue. Server logs stay in ``workdir`` when one is
-    given.
+    given. ``qemu_args`` are added to QEMU's command line.
     """
     if model not in MODELS:
         raise ValueError(f"model {model!r}: expected one of {MODELS}")
@@ -207,7 +207,7 @@ def run_guest(kit: GuestKit, model: str, plan: Plan, *,
         if model == "qemu-builtin":
             devices.append(QemuBuiltinCrypto())
         result = boot(kit, devices, plan.params(), timeout=timeout, on_line=on_line, machine=plan.machine,
-                      files=plan.files())
+                      files=plan.files(), qemu_args=qemu_args)
         alive = [s.alive() for s in servers.servers]
         servers.stop()
         return GuestRun(model, result, parse(result.console), alive,
