@@ -28,6 +28,7 @@ import re
 import statistics
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from common import Spread, add_output_options, bar_plot, host_line, parser, proc_cpu_seconds
@@ -36,8 +37,10 @@ from vfu_virtio.qemu.kit import GuestKit
 from vfu_virtio.qemu.scenario import CryptoPlan, run_guest
 from vfu_virtio.virtio.stages import STAGES
 
-NOTIFY_WRITE = re.compile(r"^\d+@(\d+)\.(\d+):vfio_region_write \(\S+:region0\+0x3000, ")
-MSI = re.compile(r"^\d+@(\d+)\.(\d+):vfio_msi_interrupt ")
+# QEMU's log lines with -msg timestamp=on: "2026-11-30T07:08:19.417921Z vfio_region_write  (vfio-user:/x/crypto.sock:
+# region0+0x3000, 0x0, 2)"; the crypto device's notify writes (BAR0 0x3000 + 4 * queue) and MSI-X interrupts
+NOTIFY_WRITE = re.compile(r"^(\S+)Z vfio_region_write\s+\(\S*/crypto\.sock:region0\+0x30[0-9a-f][048c], ")
+MSI = re.compile(r"^(\S+)Z vfio_msi_interrupt\s+\(\S*/crypto\.sock\)")
 TRACE_ARGS = ("-msg", "timestamp=on")
 
 
@@ -77,7 +80,7 @@ def trace_intervals(path: Path, t0: float, t1: float) -> tuple[list[float], list
             for kind, rx in (("kick", NOTIFY_WRITE), ("msi", MSI)):
                 m = rx.match(line)
                 if m:
-                    t = int(m.group(1)) + int(m.group(2)) / 1e6
+                    t = datetime.fromisoformat(m.group(1)).replace(tzinfo=timezone.utc).timestamp()
                     if t0 <= t <= t1:
                         events.append((t, kind))
     k2i, i2k = [], []
