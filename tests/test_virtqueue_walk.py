@@ -134,6 +134,53 @@ def test_indirect_table(guest):
     assert chain.writer.capacity == 2
 
 
+def test_indirect_table_merges_buffers_that_follow_each_other(guest):
+    """Descriptors whose buffers are adjacent in guest memory, in one direction, become one view (the streams are
+    the same bytes); a gap starts a new view."""
+    mem, m = guest
+    table = DATA + 0x1000
+    m[DATA - BASE:DATA - BASE + 12] = b"abcdefghijkl"
+    m[DATA - BASE + 0x40:DATA - BASE + 0x42] = b"yz"
+    put_desc(m, 0, DATA, 4, VIRTQ_DESC_F_NEXT, 1, table=table)
+    put_desc(m, 1, DATA + 4, 4, VIRTQ_DESC_F_NEXT, 2, table=table)
+    put_desc(m, 2, DATA + 8, 4, VIRTQ_DESC_F_NEXT, 3, table=table)
+    put_desc(m, 3, DATA + 0x40, 2, VIRTQ_DESC_F_NEXT, 4, table=table)
+    put_desc(m, 4, DATA + 0x80, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 5, table=table)
+    put_desc(m, 5, DATA + 0x88, 8, VIRTQ_DESC_F_WRITE, table=table)
+    put_desc(m, 0, table, 6 * 16, VIRTQ_DESC_F_INDIRECT)
+    publish(m, [0])
+    chain = queue(mem).pop()
+    assert [bytes(v) for v in chain.reader._bufs] == [b"abcdefghijkl", b"yz"]
+    assert chain.reader.read_all() == b"abcdefghijklyz"
+    assert chain.writer.capacity == 16
+    chain.writer.write(b"0123456789ABCDEF")
+    assert m[DATA - BASE + 0x80:DATA - BASE + 0x90] == b"0123456789ABCDEF"
+
+
+def test_indirect_table_out_of_order_is_walked_by_next(guest):
+    """A table whose ``next`` fields do not follow table order (the fast walk declines it) is still walked by
+    ``next``, and a readable descriptor after a writable one is refused either way."""
+    mem, m = guest
+    table = DATA + 0x1000
+    m[DATA - BASE:DATA - BASE + 6] = b"second"
+    m[DATA - BASE + 0x20:DATA - BASE + 0x25] = b"first"
+    put_desc(m, 0, DATA + 0x20, 5, VIRTQ_DESC_F_NEXT, 2, table=table)
+    put_desc(m, 1, DATA + 0x80, 3, VIRTQ_DESC_F_WRITE, table=table)
+    put_desc(m, 2, DATA, 6, VIRTQ_DESC_F_NEXT, 1, table=table)
+    put_desc(m, 0, table, 3 * 16, VIRTQ_DESC_F_INDIRECT)
+    publish(m, [0])
+    chain = queue(mem).pop()
+    assert chain.reader.read_all() == b"firstsecond" and chain.writer.capacity == 3
+    put_desc(m, 0, DATA + 0x80, 3, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1, table=table)
+    put_desc(m, 1, DATA, 6, 0, table=table)
+    put_desc(m, 1, table, 2 * 16, VIRTQ_DESC_F_INDIRECT)
+    publish(m, [1])
+    q = queue(mem)
+    q.last_avail = 1
+    with pytest.raises(GuestError, match="readable descriptor after a writable one"):
+        q.pop()
+
+
 def test_indirect_without_feature_is_served_and_noted(guest):
     """TD-INDIRECT: like QEMU's virtio core, the device serves an indirect table the driver was not allowed to
     send (DPDK 22.11 does it), and reports the broken driver requirement once per chain through ``note``."""

@@ -25,7 +25,7 @@ from vfu_virtio.abi.ring import (MAX_QUEUE_SIZE, PVIRTQ_DESC, RING_EVENT_FLAGS_D
 
 from .chain import DescriptorChain, GuestError
 from .memory import GuestMemory
-from .ring import MAX_CHAIN_BYTES, DeviceRing, Note
+from .ring import MAX_CHAIN_BYTES, DeviceRing, Note, full_barrier, indirect_views
 
 _AVAIL_USED = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED
 
@@ -122,6 +122,11 @@ class PackedRing(DeviceRing):
     def _walk_indirect(self, start: int, addr: int, length: int, readable: list, writable: list) -> None:
         count = self._check_indirect(start, length)
         table = self.mem.translate(addr, length)
+        fast = indirect_views(self.mem, PVIRTQ_DESC.iter_unpack(table), count, 0, split=False)
+        if fast is not None:  # else walk it again entry by entry: that names the fault or notes the flags
+            readable.extend(fast[0])
+            writable.extend(fast[1])
+            return
         translate = self.mem.translate
         total = 0
         for i in range(count):
@@ -162,6 +167,7 @@ class PackedRing(DeviceRing):
         for pos, _id, _len, flags in reversed(batch):  # the first element's flags last: the whole batch at once
             desc16[8 * pos + 7] = flags
         count, self._since_signal = self._since_signal, 0
+        full_barrier()  # the used flags visible before the driver's event suppression is read
         off_wrap, event_flags = self.driver16[0], self.driver16[1] & 0x3
         if event_flags == RING_EVENT_FLAGS_DISABLE:
             return False

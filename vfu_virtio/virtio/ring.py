@@ -44,6 +44,58 @@ def _ignore(_check: str, _detail: str) -> None:
     pass
 
 
+_WRITE, _NEXT, _INDIRECT = 2, 1, 4  # VIRTQ_DESC_F_* (the same bits in both formats)
+
+
+def indirect_views(mem: GuestMemory, entries, count: int, before: int, split: bool):
+    """The fast walk of an indirect table of ``count`` entries (``entries``: the unpacked descriptors in table
+    order; split: ``(addr, len, flags, next)``, the chain follows ``next``, which must be the next entry; packed:
+    ``(addr, len, id, flags)``, every entry in order, "Indirect Flag: Scatter-Gather Support"). Buffers that follow
+    each other in guest memory in one direction become one view; all must lie in the DMA region the ring walk used
+    last. Returns (readable views, writable views, bytes, writable bytes), or None for anything unusual (an
+    INDIRECT entry, a packed entry with a flag beyond WRITE (noted by the slow walk), a readable entry after a writable one, another region, a chain beyond
+    :data:`MAX_CHAIN_BYTES`), which the caller then walks descriptor by descriptor to name the fault. The bounds
+    checks are :meth:`GuestMemory.translate`'s, inlined for one region.
+    """
+    region = mem._hit
+    if region is None or region.view is None:
+        return None
+    base, end, view, can_write = region.iova, region.end, region.view, region.writable
+    views: tuple[list, list] = ([], [])
+    total = write_len = 0
+    run_a = run_end = -1
+    run_w = 0
+    last = True
+    for i, entry in enumerate(entries):
+        if split:
+            a, ln, flags, nxt = entry
+            last = not flags & _NEXT
+            if not last and nxt != i + 1:
+                return None
+        else:
+            a, ln, _id, flags = entry
+            last = i == count - 1
+        w = flags & _WRITE
+        if (flags & _INDIRECT if split else flags & ~_WRITE) or a < base or a + ln > end or (w and not can_write) or (run_w and not w):
+            return None
+        total += ln
+        if w:
+            write_len += ln
+        if a == run_end and w == run_w:
+            run_end = a + ln
+        else:
+            if run_a >= 0:
+                views[1 if run_w else 0].append(view[run_a - base:run_end - base])
+            run_a, run_end, run_w = a, a + ln, w
+        if last:
+            break
+    if not last or before + total > MAX_CHAIN_BYTES:
+        return None
+    if run_a >= 0:
+        views[1 if run_w else 0].append(view[run_a - base:run_end - base])
+    return views[0], views[1], total, write_len
+
+
 _BARRIER = threading.Lock()
 
 
