@@ -481,6 +481,7 @@ def _crypto_target(profile_name: str):
     writable part are split after ``cut`` bytes; the readable bytes). Oracle: ``handle`` returns a used length
     within the writable room, and nothing but the device's in-band answer comes out."""
     def run(data: bytes) -> None:
+        logging.getLogger("vfu_virtio").setLevel(logging.CRITICAL + 1)  # malformed requests log; they are the input
         r = Reader(data)
         dev = CryptoDevice(max_dataqueues=2, max_sessions=16, max_size=1 << 16, profile=profile_name,
                            bulk_threshold=0)
