@@ -52,9 +52,10 @@ MAX_DATAQUEUES = 64
 BULK_THRESHOLD = 256 << 10
 #: Largest ``bulk_threshold`` in bytes (a threshold above ``max_size`` never offloads).
 MAX_BULK_THRESHOLD = (1 << 32) - 1
-#: Default bounds of the asymmetric service's key generation, in bits; each request runs on a data queue's worker,
-#: and the largest default one of each kind took at most 3.3 s (RSA 4096), 3.7 s (DSA 2048) and 3.8 s (DH
-#: parameters, 1024) on a 2-core host (crypto README, "Key generation").
+#: Default bounds of the asymmetric service's key generation, in bits; each request runs on a data queue's worker.
+#: Through the device on a shared 2-core host (``benchmarks/crypto_keygen.py``, 40 runs each; crypto README, "Key
+#: generation") the largest default one of each kind took 1.6-1.9 s in the median and at most 6.8 s (RSA 4096),
+#: 0.8-1.2 s and 3.8 s (DSA 2048), 3.0-3.7 s and 10.5 s (DH parameters, 1024).
 MAX_RSA_KEYGEN_BITS, MAX_DSA_KEYGEN_BITS, MAX_DH_PARAM_BITS = (Limits._field_defaults[name] for name in (
     "max_rsa_keygen_bits", "max_dsa_keygen_bits", "max_dh_param_bits"))
 #: The accepted range of each key-generation bound, in bits (what ``cryptography`` generates).

@@ -30,10 +30,11 @@ What a driver sees (everything of the v16 profile, :mod:`.v16`, plus):
   every byte after ``status`` is zero. A verification that ran reports ``status`` OK and the verdict in
   ``verify_result``: OK (0) or BADMSG (2). Status codes are v16's (OK, ERR, BADMSG, NOTSUPP; never INVSESS).
 * Faults: a field whose declared length exceeds what is readable, variable-length fields summing to more than
-  ``max_size`` (AMB-13), a writable part smaller than the idata, an unknown ``keyexchg_op`` or field type -> ERR;
-  an algorithm or combination not offered (DSA encrypt, GEN_DH_PARAM with ECDH), a padding, curve, hash or key
-  size not implemented, more than two RSA primes, key generation above the device's bounds
-  (``--max-rsa-keygen-bits``, ``--max-dsa-keygen-bits``, ``--max-dh-param-bits``) -> NOTSUPP.
+  ``max_size`` (AMB-13), a writable part smaller than the idata, an unknown ``keyexchg_op`` (for ECDH anything
+  but GEN_KEY and COMPUTE_KEY), priv_key_rep_type or field type -> ERR; an algorithm or combination not offered
+  (an unknown algo, DSA encrypt, DH sign), a padding, curve, hash or key size not implemented, more than two RSA
+  primes, key generation above the device's bounds (``--max-rsa-keygen-bits``, ``--max-dsa-keygen-bits``,
+  ``--max-dh-param-bits``) -> NOTSUPP.
 
 The request's per-signature random ``k`` (DSA, ECDSA) is read and never used (:mod:`..asym_services`).
 """
