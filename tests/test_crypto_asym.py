@@ -117,6 +117,17 @@ def test_struct_sizes(struct_, size):
     assert struct_.size == size
 
 
+def test_the_curve_table_is_checked_against_cryptography(monkeypatch):
+    """Every named curve of EC_CURVES is offered, and a wrong coefficient fails the start-up check (the negative
+    control of the check that matches the table with cryptography's curves)."""
+    from vfu_virtio.devices.crypto import asym_services
+    assert set(asym_services.CURVES) == set(A.EC_CURVES)
+    p, a, b, *rest = A.EC_CURVES["P-256"]
+    monkeypatch.setattr(asym_services, "EC_CURVES", {**A.EC_CURVES, "P-256": (p, a, b + 1, *rest)})
+    with pytest.raises(ValueError, match="curve P-256"):
+        asym_services._named_curves()
+
+
 # ---- literal requests --------------------------------------------------------------------------------------------
 def p256_group_bytes() -> tuple[bytes, bytes]:
     """virtio_crypto_ec_group (lengths of xg, yg, n, q, a, b, h, reserved) and its data, P-256 written out."""

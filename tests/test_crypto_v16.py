@@ -241,6 +241,26 @@ def test_only_v16_status_codes():
     assert sorted({codec.wire_status(s) for s in Status}) == [OK, ERR, BADMSG, NOTSUPP, INVSESS]
 
 
+def test_refusals_in_non_session_mode_change_nothing():
+    """An algorithm v16 numbers but the device does not offer (KASUMI F8) is NOTSUPP; a key over max_cipher_key_len,
+    a declared source longer than what is readable, outputs that do not fit are ERR; no session appears, the
+    existing one still works."""
+    drv = device()
+    sid, _ = drv.create(D.hash_create_session(C.VIRTIO_CRYPTO_HASH_SHA_256, 32))
+    kasumi = V16.cipher_data_non_sess(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, C.VIRTIO_CRYPTO_CIPHER_KASUMI_F8, KEY, ENC,
+                                      IV, PLAIN)
+    assert drv.data(kasumi).status == NOTSUPP
+    long_key = V16.cipher_data_non_sess(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, C.VIRTIO_CRYPTO_CIPHER_AES_CBC, bytes(65),
+                                        ENC, IV, PLAIN)
+    good = V16.cipher_data_non_sess(C.VIRTIO_CRYPTO_CIPHER_ENCRYPT, C.VIRTIO_CRYPTO_CIPHER_AES_CBC, KEY, ENC, IV,
+                                    PLAIN)
+    for req in (long_key, D.Request(good.readable[:-1], good.writable), D.Request(good.readable, 32)):
+        done = drv.data(req)
+        assert (done.status, done.out) == (ERR, bytes(len(done.out)))
+    assert len(drv.device.sessions) == 1
+    assert drv.data(V16.mux(D.digest_data(C.VIRTIO_CRYPTO_HASH, sid, b"abc", 32))).out[:4] == h("ba7816bf")
+
+
 # ---- hostile input: every byte sequence is answered -----------------------------------------------------------------
 _OPCODES = sorted({*V.DATA_OPCODES, *C.DATA_OPCODES, 0x0FFF})
 
