@@ -433,11 +433,16 @@ class StandardCodec:
             params = ChainParams(_CHAIN_ORDERS.get(order, order), cipher, auth, aad_len)
         else:
             self._check_size(iv_len, aad_len, src_len, dst_len, result_len)
-        iv = _read(reader, iv_len, "iv")
-        aad = _read(reader, aad_len, "aad") if aad_len > 0 else b""  # stateless vlf: iv, aad, src
-        src = _take(reader, src_len, "src_data")
+        iv, aad, src = self._chain_stateless_vlf(reader, iv_len, aad_len, src_len)
         op = ChainOp(encrypt, iv, src, aad, dst_len, c_start, c_len, h_start, h_len, result_len)
         return params, op, dst_len + result_len
+
+    @staticmethod
+    def _chain_stateless_vlf(reader: ChainReader, iv_len: int, aad_len: int, src_len: int) -> tuple:
+        """(iv, aad, src) of a stateless chain request, read in its struct's order: iv, aad, src_data (AMB-19)."""
+        iv = _read(reader, iv_len, "iv")
+        aad = _read(reader, aad_len, "aad") if aad_len > 0 else b""  # CRY-28
+        return iv, aad, _take(reader, src_len, "src_data")
 
     def _parse_hash_data(self, opcode, flf, stateless_layout, stateless, reader):
         if stateless_layout:
