@@ -16,7 +16,11 @@ the paired ratios B/A with their range.
 
     scripts/bench crypto_throughput [--seconds 1.0] [--repeats 3] [--batch 64] [--quick]
         [--bulk-threshold BYTES] [--queues-driven 1|2] [--sizes 1024,65536] [--ops AES-128-CBC,SHA-256]
-        [--compare-threshold BYTES [--rounds 6]] [--out DIR] [--no-plot]
+        [--compare-threshold BYTES [--rounds 6]] [--profile standard|v16|asym-rfc3] [--out DIR] [--no-plot]
+
+``--profile`` serves another crypto profile: the drafts' session-mode requests (72-byte heads, no crypto feature bit)
+are the standard's byte for byte, so the symmetric operations run unchanged; the signature rows need the standard's
+AKCIPHER service (``benchmarks/crypto_keygen.py`` measures the ASYM RFC's key generation).
 """
 from __future__ import annotations
 
@@ -146,10 +150,10 @@ def signature_cases(dev: Device):
 
 
 @contextlib.contextmanager
-def served(directory: str, name: str, bulk_threshold: int | None):
-    """A ``vfu-virtio crypto`` server process (bulk_threshold None: the device default), started with the
-    project's spawner (ready when it says so), and an initialized driver on it."""
-    options = ["--queues", str(DATAQUEUES), "--max-size", str(4 << 20)]
+def served(directory: str, name: str, bulk_threshold: int | None, profile: str = "standard"):
+    """A ``vfu-virtio crypto`` server process of crypto profile ``profile`` (bulk_threshold None: the device
+    default), started with the project's spawner (ready when it says so), and an initialized driver on it."""
+    options = ["--queues", str(DATAQUEUES), "--max-size", str(4 << 20), "--profile", profile]
     if bulk_threshold is not None:
         options += ["--bulk-threshold", str(bulk_threshold)]
     server = Server("crypto", str(Path(directory) / f"{name}.sock"), str(Path(directory) / f"{name}.db"), options,
@@ -170,9 +174,11 @@ def measure(args, sizes, wanted, seconds) -> None:
     """One device: the table against direct `cryptography` (and the plot), ``--repeats`` paired measurements a
     cell."""
     rows = []
-    with tempfile.TemporaryDirectory() as d, served(d, "crypto", args.bulk_threshold) as drv:
+    with tempfile.TemporaryDirectory() as d, served(d, "crypto", args.bulk_threshold, args.profile) as drv:
         dev = Device(drv, args.batch, args.queues_driven)
-        for name, size, req, direct in selected([*symmetric_cases(dev, sizes), *signature_cases(dev)], wanted):
+        # the drafts' profiles have no AKCIPHER service (their session-mode requests are the standard's, byte for byte)
+        signatures = signature_cases(dev) if args.profile == "standard" else []
+        for name, size, req, direct in selected([*symmetric_cases(dev, sizes), *signatures], wanted):
             pairs = [(dev.rate(req, seconds), timed(direct, seconds, 1)) for _ in range(args.repeats)]
             rows.append((name, size, Spread.of(v for v, _c in pairs), Spread.of(c for _v, c in pairs),
                          Spread.of(v / c for v, c in pairs)))
@@ -200,8 +206,8 @@ def compare(args, sizes, wanted, seconds) -> None:
     print(f"| operation | size (B) | A ({a_threshold} B) ops/s | B ({args.compare_threshold} B) ops/s | "
           "B/A paired median | range |")
     print("|---|---:|---:|---:|---:|---:|")
-    with tempfile.TemporaryDirectory() as d, served(d, "a", a_threshold) as drv_a, \
-            served(d, "b", args.compare_threshold) as drv_b:
+    with tempfile.TemporaryDirectory() as d, served(d, "a", a_threshold, args.profile) as drv_a, \
+            served(d, "b", args.compare_threshold, args.profile) as drv_b:
         devs = (Device(drv_a, args.batch, args.queues_driven), Device(drv_b, args.batch, args.queues_driven))
         pairs = zip(*(selected(symmetric_cases(dev, sizes), wanted) for dev in devs))
         for (name, size, req_a, _direct), (_name, _size, req_b, _direct_b) in pairs:
@@ -229,14 +235,16 @@ def main() -> None:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
     ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
     add_output_options(ap)
+    ap.add_argument("--profile", default="standard", help="the device's crypto profile (standard, v16, asym-rfc3: "
+                    "the drafts serve the symmetric operations only, in session mode)")
     args = ap.parse_args()
     seconds = 0.1 if args.quick else args.seconds
     sizes = [int(x) for x in args.sizes.split(",")]
     wanted = set(args.ops.split(",")) if args.ops else None
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     threshold = "device default" if args.bulk_threshold is None else f"{args.bulk_threshold} B"
-    print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; {args.batch} requests per kick; "
-          f"{seconds} s per measurement; {args.queues_driven} data queue(s) driven; bulk threshold "
+    print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; profile {args.profile}; {args.batch} requests per "
+          f"kick; {seconds} s per measurement; {args.queues_driven} data queue(s) driven; bulk threshold "
           + (f"{threshold}" if args.compare_threshold is None else f"A vs B, {args.rounds} rounds"))
     if args.compare_threshold is None:
         measure(args, sizes, wanted, seconds)

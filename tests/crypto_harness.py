@@ -41,7 +41,9 @@ class InProcess:
     """Hands requests to a device object directly: each becomes a DescriptorChain over fresh bytearrays
     (one readable and one writable descriptor).
 
-    ``features`` are the negotiated crypto feature bits passed to ``activate`` (0 = the Linux driver).
+    ``features`` are the negotiated crypto feature bits passed to ``activate`` (0 = the Linux driver). The
+    controlq helpers build the standard's requests (REVISION_1 when bit 0 is set): for another profile, send its
+    requests with :meth:`raw`.
     """
 
     def __init__(self, device, features: int = 0):
@@ -65,6 +67,11 @@ class InProcess:
         req = D.destroy_session(opcode, session_id, self.revision_1)
         out, _used = self._run(self.device.max_dataqueues, [req.readable], [req.writable])
         return out[0]
+
+    def raw(self, req: D.Request, queue_index: int = 0, writable: int | None = None) -> tuple[bytes, int]:
+        """Send ``req`` (one readable, one writable descriptor of ``writable`` bytes, default ``req.writable``) on
+        queue ``queue_index`` -> (the writable bytes, the used length)."""
+        return self._run(queue_index, [req.readable], [req.writable if writable is None else writable])
 
     def data(self, req: D.Request, queue_index: int = 0, extra: int = 0) -> Completion:
         """Send a dataq request with ``extra`` spare writable bytes -> :class:`Completion`."""

@@ -45,9 +45,11 @@ def test_readme_holds_exactly_the_generated_table():
     assert table[0].splitlines()[:3] == [
         "| kind | virtio id | PCI id | class | summary | serve options: limits (default) |",
         "|---|---:|---|---|---|---|",
-        "| crypto | 20 | 1af4:1054 | 0x00ff00 | virtio-crypto: cipher, hash, MAC, AEAD and akcipher sessions computed "
-        "with cryptography | --profile one of standard (standard, fixed); --queues 1..64 (4); --max-sessions "
-        "1..1048576 (1024); --max-size 1..1073741824 (1048576); --bulk-threshold 0..4294967295 (262144) |"]
+        "| crypto | 20 | 1af4:1054 | 0x00ff00 | virtio-crypto (the standard, or the v16 or ASYM RFC v3 drafts): cipher, "
+        "hash, MAC, AEAD and asymmetric requests computed with cryptography | --profile one of asym-rfc3, standard, "
+        "v16 (standard, fixed); --queues 1..64 (4); --max-sessions 1..1048576 (1024); --max-size 1..1073741824 "
+        "(1048576); --bulk-threshold 0..4294967295 (262144); --max-rsa-keygen-bits 1024..8192 (4096); "
+        "--max-dsa-keygen-bits 1024..4096 (2048); --max-dh-param-bits 512..8192 (1024) |"]
 
 
 def test_every_serve_command_states_the_rule_units_and_defaults():

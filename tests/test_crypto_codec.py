@@ -145,6 +145,15 @@ def test_status_bytes(features, status, wire):
     assert codec(features).wire_status(status) == wire
 
 
+@pytest.mark.parametrize("features, wire", [(0, "01000000"), (1, "06000000")])
+def test_a_refused_key_on_the_controlq(features, wire):
+    """KEY_REJECTED at session creation is a refused key (AMB-KEYS): ERR without REVISION_1, KEY_REJECTED with it;
+    on the dataq it stays the failed verification, 6 either way (test_status_bytes)."""
+    w, out = _writer(16)
+    assert codec(features).ctrl_outcome(w, C.VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION, Status.KEY_REJECTED, 9) == 16
+    assert out == bytes.fromhex("0000000000000000" + wire + "00000000")
+
+
 def test_outcome_bytes_and_used_lengths():
     """Literal outcome bytes: virtio_crypto_create_session_input is le64 session_id, le32 status, le32 padding;
     a destroy outcome is one status byte; a dataq status is the last writable byte."""

@@ -144,3 +144,32 @@ def test_reset_drops_sessions(server):
         assert out[20] == C.VIRTIO_CRYPTO_INVSESS
     finally:
         drv.close()
+
+
+@pytest.mark.parametrize("features, refused", [(0, C.VIRTIO_CRYPTO_ERR), (1, C.VIRTIO_CRYPTO_KEY_REJECTED)],
+                         ids=["linux", "revision-1"])
+def test_refused_key_and_bad_rsa_padding_over_the_wire(server, features, refused):
+    """A valid DER key with one byte after it is refused (KEY_REJECTED with REVISION_1, ERR without: AMB-KEYS);
+    an RSAES-PKCS1-v1_5 ciphertext whose padding does not parse is BADMSG with nothing written (AMB-RSA-DECRYPT)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(65537, 2048)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    rev1 = bool(features)
+    drv = connect(server, features)
+    try:
+        for blob, status in ((der + b"\0", refused), (der, C.VIRTIO_CRYPTO_OK)):
+            sid, st, used = create(drv, D.akcipher_create_session(
+                C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE, blob,
+                C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING, revision_1=rev1), blob)
+            assert (st, used, sid > 0) == (status, 16, status == C.VIRTIO_CRYPTO_OK)
+        n = key.public_key().public_numbers()
+        em = b"\x00\x01" + b"\xff" * 8 + b"\x00" + b"M" * 245  # block type 1: not an encryption block
+        ct = pow(int.from_bytes(em, "big"), n.e, n.n).to_bytes(256, "big")
+        req = D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, sid, ct, 256, revision_1=rev1)
+        head = req.readable[:len(req.readable) - len(ct)]
+        used, (dst, status) = drv.queue(0).request([head, ct], [256, 1])
+        assert (used, dst, status) == (257, bytes(256), bytes([C.VIRTIO_CRYPTO_BADMSG]))
+    finally:
+        drv.close()

@@ -1,5 +1,6 @@
-"""Crypto profiles: the registry and its plug-ins, the standard's configuration bytes, a test-only profile served
-end to end by a real server, and the profile fixed in the store with the instance.
+"""Crypto profiles: the registry (the built-in standard, v16 and asym-rfc3) and its plug-ins, the standard's
+configuration bytes, a test-only profile served end to end by a real server, and the profile fixed in the store with
+the instance. (The v16 and asym-rfc3 profiles' own tests: ``test_crypto_v16.py``, ``test_crypto_asym.py``.)
 
 The test profile (``tests/profiles/no_akcipher.py``) is the standard without AKCIPHER: its own feature bits (0x1F)
 and configuration bytes (no AKCIPHER service bit, akcipher_algo 0), AKCIPHER requests answered NOTSUPP.
@@ -8,6 +9,7 @@ Configuration bytes are written out from "Device configuration layout" (le32 fie
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,12 +71,12 @@ def test_standard_is_built_in_and_the_default():
 
 
 def test_unknown_profile_is_refused_naming_the_available_ones():
-    with pytest.raises(ValueError, match="no crypto profile 'nope' \\(available: standard\\)"):
+    with pytest.raises(ValueError, match="no crypto profile 'nope' \\(available: asym-rfc3, standard, v16\\)"):
         CryptoDevice(profile="nope")
 
 
 def test_plug_in_profiles_come_from_the_environment(test_profile):
-    assert sorted(profiles.available()) == ["standard", TEST_PROFILE]
+    assert sorted(profiles.available()) == ["asym-rfc3", "standard", TEST_PROFILE, "v16"]
     assert CryptoDevice(profile=TEST_PROFILE).profile.name == TEST_PROFILE
 
 
@@ -185,8 +187,31 @@ def test_profile_is_stored_with_the_instance_and_fixed(tmp_path):
     dev.close()
     ns = open_namespace(state, "crypto", "a")
     assert ns.config() == {"max_dataqueues": 2, "max_sessions": 1024, "max_size": 1 << 20,
-                           "profile": "standard", "bulk_threshold": 0}
+                           "profile": "standard", "bulk_threshold": 0, "max_rsa_keygen_bits": 4096,
+                           "max_dsa_keygen_bits": 2048, "max_dh_param_bits": 1024}
     ns.save_config({"profile": TEST_PROFILE})  # an instance made with another profile (served end to end above)
     ns.close()
     with pytest.raises(ValueError, match=f"has profile {TEST_PROFILE}; it cannot become standard"):
         open_crypto(state, "a", profile="standard")  # fixed at creation: another profile is refused
+
+
+# ---- the README's example of each draft profile ------------------------------------------------------------------
+def readme_example(profile: str) -> str:
+    """The Python the README feeds to ``.venv/bin/python - SOCKET`` after serving ``--profile`` ``profile``."""
+    found = re.search(rf"--profile {profile} --socket \S+ --state \S+ &\n\.venv/bin/python - \S+ <<'PY'\n(.*?)\nPY\n",
+                      (TOP / "README.md").read_text(), re.S)
+    assert found, f"no README example for profile {profile}"
+    return found.group(1)
+
+
+@pytest.mark.ring_neutral  # the example picks its own features (split rings)
+@pytest.mark.parametrize("profile, output", [
+    ("v16", "status 0 ciphertext 7649abac8119b246cee98e9b12e9197d"),  # NIST SP 800-38A F.2.1
+    ("asym-rfc3", r"shared secret [0-9a-f]{64} agree: True"),
+])
+def test_readme_examples_run(serve, profile, output):
+    server = serve("crypto", "--profile", profile)
+    done = subprocess.run([sys.executable, "-", server.socket], input=readme_example(profile), capture_output=True,
+                          text=True, cwd=TOP, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(output, done.stdout.strip()), done.stdout

@@ -214,11 +214,31 @@ def test_gcm_truncated_tag_and_rules(drv):
     assert drv.data(D.aead_data(Dc, dec, iv, bad, aad, 12, len(pt))) == Completion(BADMSG, bytes(len(pt)),
                                                                                       len(pt) + 1)
     assert drv.data(D.aead_data(E, enc, iv, pt, aad, 16, len(pt) + 16)).status == ERR   # tag_len != session
-    assert drv.data(D.aead_data(E, enc, bytes(16), pt, aad, 12, len(pt) + 12)).status == NOTSUPP  # J0
-    assert drv.data(D.aead_data(E, enc, bytes(8), pt, aad, 12, len(pt) + 12)).status == ERR
+    for n in (0, 8, 11, 13, 15, 17, 32):  # GCM iv_len is 12 or 16 (AMB-GCM-J0)
+        assert drv.data(D.aead_data(E, enc, bytes(n), pt, aad, 12, len(pt) + 12)).status == ERR, n
     assert drv.data(D.aead_data(E, enc, iv, pt, aad, 12, len(pt) + 11)).status == ERR   # no room for the tag
     assert drv.data(D.aead_data(Dc, enc, iv, pt, aad, 12, len(pt))).status == ERR       # direction
     assert drv.data(D.aead_data(Dc, dec, iv, b"short", aad, 12, 0)).status == ERR       # src < tag
+
+
+@pytest.mark.parametrize("iv", [bytes(12), bytes(range(12)), b"\xff" * 12])
+def test_gcm_16_byte_iv_is_j0(drv, iv):
+    """A 16-byte GCM iv is the pre-counter block J0 itself (AMB-GCM-J0). A 96-bit IV's J0 is IV || 00000001
+    (NIST SP 800-38D 7.1 step 2), so J0 requests must give the library's bytes for that IV, in both directions,
+    and a tag that does not verify is BADMSG. Long runs of J0 (and the wrap of its 32-bit counter) are pinned by
+    the Wycheproof vectors (test_crypto_wycheproof.py)."""
+    key, aad, pt = bytes(range(32)), b"header", bytes(range(200))
+    j0 = iv + b"\x00\x00\x00\x01"
+    sealed = AESGCM(key).encrypt(iv, pt, aad)
+    enc, _ = drv.create(D.aead_create_session(C.VIRTIO_CRYPTO_AEAD_GCM, key, 16, len(aad), ENC))
+    dec, _ = drv.create(D.aead_create_session(C.VIRTIO_CRYPTO_AEAD_GCM, key, 16, len(aad), DEC))
+    done = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_ENCRYPT, enc, j0, pt, aad, 16, len(pt) + 16))
+    assert (done.status, done.out) == (OK, sealed)
+    done = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_DECRYPT, dec, j0, sealed, aad, 16, len(pt)))
+    assert (done.status, done.out) == (OK, pt)
+    forged = sealed[:-1] + bytes([sealed[-1] ^ 0x80])
+    done = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_DECRYPT, dec, j0, forged, aad, 16, len(pt)))
+    assert (done.status, done.out) == (BADMSG, bytes(len(pt)))
 
 
 @pytest.mark.parametrize("algo, key, tag_len, status", [
@@ -289,6 +309,49 @@ def test_rsa_pkcs1_encrypt_decrypt_and_sign(drv, rsa_key):
     assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_VERIFY, pub, sig.out, 0, bytes(32))).status == \
         KEY_REJECTED
     assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_SIGN, priv, digest[:20], 256)).status == ERR
+
+
+def _raw_rsa_encrypt(key, em: bytes) -> bytes:
+    """``em`` as the guest's RSA ciphertext (``em^e mod n``): any encoded message, well-formed or not."""
+    n = key.public_key().public_numbers()
+    return pow(int.from_bytes(em, "big"), n.e, n.n).to_bytes(256, "big")
+
+
+@pytest.mark.parametrize("em, what", [
+    (b"\x00\x02" + b"\x11" * 8 + b"\x00" + b"M" * 245, "PS of exactly 8 octets (the shortest legal)"),
+    (b"\x00\x02" + b"\x11" * 253 + b"\x00", "an empty message"),
+], ids=["ps-8", "empty"])
+def test_rsa_pkcs1_decryption_of_valid_encodings(drv, rsa_key, em, what):
+    priv = _rsa_session(drv, rsa_key, True, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING)
+    done = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, _raw_rsa_encrypt(rsa_key, em), 256))
+    m = em[em.index(b"\x00", 2) + 1:]
+    assert (done.status, done.out[:len(m)], done.used) == (OK, m, len(m) + 1), what
+
+
+@pytest.mark.parametrize("em", [
+    b"\x00\x01" + b"\xff" * 8 + b"\x00" + b"M" * 245,      # block type 1 (signature padding)
+    b"\x00\x00" + b"\x11" * 8 + b"\x00" + b"M" * 245,      # block type 0
+    b"\x01\x02" + b"\x11" * 8 + b"\x00" + b"M" * 245,      # first octet 1
+    b"\x00\x02" + b"\x11" * 7 + b"\x00" + b"M" * 246,      # PS of 7 octets
+    b"\x00\x02" + b"\x11" * 254,                          # no 0x00 after PS
+    b"\x00\x02" + b"\x00" + b"\x11" * 253,                 # PS starts with 0x00
+    bytes(256),                                           # c = 0
+    b"\x00" * 255 + b"\x01",                              # c = 1
+], ids=["type-1", "type-0", "first-octet-1", "short-ps", "no-separator", "empty-ps", "zero", "one"])
+def test_rsa_pkcs1_decryption_with_bad_padding_is_badmsg(drv, rsa_key, em):
+    """OpenSSL's implicit rejection answered these OK with a synthetic message; the device answers BADMSG and
+    writes nothing but the status (AMB-RSA-DECRYPT, AMB-3)."""
+    priv = _rsa_session(drv, rsa_key, True, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING)
+    done = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, _raw_rsa_encrypt(rsa_key, em), 256))
+    assert done == Completion(BADMSG, bytes(256), 257)
+
+
+def test_rsa_pkcs1_decryption_needs_a_ciphertext_of_the_modulus_length(drv, rsa_key):
+    priv = _rsa_session(drv, rsa_key, True, C.VIRTIO_CRYPTO_RSA_PKCS1_PADDING)
+    c = rsa_key.public_key().encrypt(b"x", padding.PKCS1v15())
+    n = rsa_key.public_key().public_numbers().n
+    for bad in (c[1:], b"\0" + c, c + b"\0", b"", n.to_bytes(256, "big")):
+        assert drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, bad, 257)).status == ERR
 
 
 @pytest.mark.parametrize("padding_algo, hash_algo, key, status", [
@@ -550,47 +613,3 @@ def test_aead_roundtrip_and_tamper_property(algo, data, aad, flip):
     bad[flip % len(bad)] ^= 1 << (flip >> 13)
     opened = drv.data(D.aead_data(C.VIRTIO_CRYPTO_AEAD_DECRYPT, dec, iv, bytes(bad), aad, tag_len, len(data)))
     assert (opened.status, opened.out) == (BADMSG, bytes(len(data)))
-
-
-def test_rsa_modulus_cap(drv):
-    from vfu_virtio.devices.crypto.services import RSA_MAX_BITS
-    n = (1 << (RSA_MAX_BITS + 8)) - 159  # odd, 8200 bits: only its size matters here
-    der = rsa.RSAPublicNumbers(65537, n).public_key().public_bytes(serialization.Encoding.DER,
-                                                                   serialization.PublicFormat.PKCS1)
-    assert drv.create(D.akcipher_create_session(C.VIRTIO_CRYPTO_AKCIPHER_RSA, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
-                                                der))[1] == NOTSUPP
-
-
-def _der_int_unsigned(v: int) -> bytes:
-    """A BER INTEGER holding the magnitude of ``v`` without the sign octet (as some kernel test keys do)."""
-    body = v.to_bytes(max(1, (v.bit_length() + 7) // 8), "big")
-    return b"\x02" + _der_len(len(body)) + body
-
-
-def _der_len(n: int) -> bytes:
-    return bytes([n]) if n < 128 else b"\x82" + n.to_bytes(2, "big")
-
-
-def test_rsa_kernel_style_keys(drv, rsa_key):
-    """Keys as the Linux kernel's RSA self-tests hand them over: version 1, zero CRT fields, unsigned
-    INTEGERs. OpenSSL refuses them; the device reads them leniently (prime factors recovered)."""
-    pn = rsa_key.private_numbers()
-    n, e, d = pn.public_numbers.n, pn.public_numbers.e, pn.d
-    body = b"".join(_der_int_unsigned(x) for x in (1, n, e, d, 0, 0, 0, 0, 0))
-    priv_der = b"\x30" + _der_len(len(body)) + body
-    pub_body = _der_int_unsigned(n) + _der_int_unsigned(e)
-    pub_der = b"\x30" + _der_len(len(pub_body)) + pub_body
-    with pytest.raises(ValueError):
-        serialization.load_der_private_key(priv_der, None)
-    A = C.VIRTIO_CRYPTO_AKCIPHER_RSA
-    priv, st1 = drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE, priv_der))
-    pub, st2 = drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC, pub_der))
-    assert (st1, st2) == (OK, OK)
-    m = b"\x54\x85\x9b\x34\x2c\x49\xea\x2a"
-    c = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, pub, m, 256))
-    assert c.out == pow(int.from_bytes(m, "big"), e, n).to_bytes(256, "big")
-    back = drv.data(D.akcipher_data(C.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, priv, c.out, 256))
-    assert (back.status, back.out) == (OK, m.rjust(256, b"\0"))
-    bad_body = b"".join(_der_int_unsigned(x) for x in (0, n, e, d + 2))
-    assert drv.create(D.akcipher_create_session(A, C.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE,
-                                                b"\x30" + _der_len(len(bad_body)) + bad_body))[1] == ERR

@@ -325,10 +325,11 @@ def test_chacha20_poly1305(drv, rel):
 
 
 # ---- AKCIPHER --------------------------------------------------------------------------------------------
-def load_pkcs1(rel: str) -> list[dict]:
-    """The RSA PKCS#1 v1.5 example files: ``# Label:`` lines followed by hex lines. Key labels are
-    prefixed "private " inside the "# Private key" block; each "# PKCS#1 v1.5 ... Example" record holds
-    its message/signature (or encryption) and the ``key`` dict it belongs to."""
+def load_pkcs1(rel: str, marker: str = "# PKCS#1 v1.5") -> list[dict]:
+    """The RSA PKCS#1 example files: ``# Label:`` lines followed by hex lines. Key labels are
+    prefixed "private " inside the "# Private key" block; each "``marker`` ... Example" record ("# OAEP Example",
+    "# PSS Example" in the PKCS #1 v2.1 files) holds its message/signature (or encryption) and the ``key`` dict
+    it belongs to."""
     examples: list[dict] = []
     key: dict = {}
     target: dict = key
@@ -340,7 +341,7 @@ def load_pkcs1(rel: str) -> list[dict]:
             target = key
         elif line == "# Private key":
             prefix = "private "
-        elif line.startswith("# PKCS#1 v1.5") and "Example" in line:
+        elif line.startswith(marker) and "Example" in line:
             target = {"key": key}
             examples.append(target)
             label = prefix = ""

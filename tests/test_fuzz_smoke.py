@@ -75,3 +75,24 @@ def test_seeds_reach_what_they_were_written_for():
     assert covered("vfio-user", "vfu_virtio.virtio.transport") > 50
     used = os.pread(T._server.fds[0], 8, 0x200)  # used ring of the seed's queue 0: flags, idx 2, element 0
     assert used == bytes.fromhex("0000" "0200" "00000000")
+    assert covered("crypto-standard", "vfu_virtio.devices.crypto.profiles.standard") > 60
+    assert covered("crypto-standard", "vfu_virtio.devices.crypto.services") > 55
+    assert covered("der-keys", "vfu_virtio.devices.crypto.keys") > 70
+
+
+def test_every_crypto_profile_is_a_target():
+    """The crypto targets come from the profile registry: a profile added to it is fuzzed without another line."""
+    from vfu_virtio.devices.crypto import profiles
+    assert {f"crypto-{name}" for name in profiles.available()} <= set(TARGETS)
+
+
+def test_der_keys_oracle_reports_a_reader_that_ignores_trailing_bytes(monkeypatch):
+    """Negative control of the der-keys oracle: a key reader that drops a byte after the key is a finding."""
+    from vfu_virtio.devices.crypto import keys
+    from vfu_virtio.fuzz import Finding
+    from vfu_virtio.fuzz import targets as T
+    strict = keys.rsa_public_key
+    monkeypatch.setattr(keys, "rsa_public_key", lambda der: strict(der[:-1] if der.endswith(b"\0") else der))
+    seed = next(s for s in TARGETS["der-keys"].seeds() if s[0] == 1)
+    with pytest.raises(Finding, match="byte after the key"):
+        T.der_keys(seed)

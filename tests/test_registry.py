@@ -25,7 +25,10 @@ def test_builtin_kinds():
         ("--queues", "max_dataqueues", (1, 64), 4, False),
         ("--max-sessions", "max_sessions", (1, 1 << 20), 1024, False),
         ("--max-size", "max_size", (1, 1 << 30), 1 << 20, False),
-        ("--bulk-threshold", "bulk_threshold", (0, (1 << 32) - 1), 256 << 10, False)]
+        ("--bulk-threshold", "bulk_threshold", (0, (1 << 32) - 1), 256 << 10, False),
+        ("--max-rsa-keygen-bits", "max_rsa_keygen_bits", (1024, 8192), 4096, False),
+        ("--max-dsa-keygen-bits", "max_dsa_keygen_bits", (1024, 4096), 2048, False),
+        ("--max-dh-param-bits", "max_dh_param_bits", (512, 8192), 1024, False)]
     assert [(o.flag, o.dest, o.range, o.default, o.fixed) for o in rpmb.options] == [
         ("--capacity", "capacity", (1, 128), 1, True), ("--max-wr-cnt", "max_wr_cnt", (0, 255), 1, False),
         ("--max-rd-cnt", "max_rd_cnt", (0, 255), 1, False)]

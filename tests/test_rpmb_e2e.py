@@ -176,7 +176,8 @@ def test_crypto_and_rpmb_share_one_store(serve):
                            "WHERE n.kind = 'crypto' AND n.instance = 'c'").fetchall())
     db.close()
     assert rows == {"max_dataqueues": 2, "max_sessions": 1024, "max_size": 1 << 20, "profile": "standard",
-                    "bulk_threshold": 256 << 10}
+                    "bulk_threshold": 256 << 10, "max_rsa_keygen_bits": 4096, "max_dsa_keygen_bits": 2048,
+                    "max_dh_param_bits": 1024}
 
 
 def test_rpmb_client_command(serve, tmp_path):

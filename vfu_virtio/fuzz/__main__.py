@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "list":
         load_targets(instrument=False)
         for t in TARGETS.values():
-            print(f"{t.name:14} {t.summary}{' (negative control)' if t.control else ''}")
+            print(f"{t.name:16} {t.summary}{' (negative control)' if t.control else ''}")
         return 0
     if command == "run":
         cmd_run(rest[0], rest[1:])

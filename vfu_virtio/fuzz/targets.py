@@ -13,6 +13,13 @@
   pieces of bytes, each sent with or without an fd (a sealed memfd whose first bytes the input also gives, an
   unsealed one, a short one, an eventfd), then the client shuts its end. Oracle: the process holds exactly the
   fds it held before the connection.
+* ``crypto-<profile>``, one per crypto profile of the registry (``vfu_virtio.devices.crypto.profiles``; the
+  published standard is ``crypto-standard``): controlq and dataq requests handled by a fresh
+  :class:`~vfu_virtio.devices.crypto.CryptoDevice` of that profile -- the profile's codec, the session table, every
+  service, the key reader. Oracle: a used length within the writable room.
+* ``der-keys``: the AKCIPHER key reader (:mod:`vfu_virtio.devices.crypto.keys`, AMB-KEYS) on any bytes for each key
+  kind and curve. Oracles: only KEY_REJECTED or NOTSUPP refuse; an accepted key obeys the RSA rules or lies on the
+  requested curve, and is refused with one more byte after it.
 * ``planted``: the negative control: a planted crash that every run must report as a finding.
 
 Input layouts are documented on each target. Expected answers to hostile input (GuestError, a refused message,
@@ -29,12 +36,20 @@ import struct
 import tempfile
 import threading
 
+from cryptography.hazmat.primitives import serialization as S
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from vfu_virtio.abi import crypto as A
 from vfu_virtio.abi import rpmb as F
 from vfu_virtio.abi.ring import (PVIRTQ_DESC, VIRTQ_DESC, VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
                                  VIRTQ_DESC_F_WRITE)
 from vfu_virtio.abi.virtio import ACKNOWLEDGE, COMMON_CFG, DRIVER, DRIVER_OK, FEATURES_OK
+from vfu_virtio.client import crypto as D
 from vfu_virtio.client import vfio_user as vu
 from vfu_virtio.client.memory import memfd
+from vfu_virtio.devices.crypto import CryptoDevice, keys, profiles
+from vfu_virtio.devices.crypto.errors import CryptoStatus
+from vfu_virtio.devices.crypto.values import Status
 from vfu_virtio.devices.rpmb import RpmbDevice
 from vfu_virtio.devices.rpmb.persist import TABLES, RpmbState
 from vfu_virtio.devices.rpmb.request import Malformed, parse
@@ -301,8 +316,9 @@ def _vfio_user_seeds() -> list[bytes]:
     return [struct.pack("<H", len(image)) + image + pieces for pieces in (whole, cut)]
 
 
-@target("vfio-user", seeds=_vfio_user_seeds, modules=("vfu_virtio.server", "vfu_virtio.libvfio_user.context", "vfu_virtio.virtio.transport",
-                              "vfu_virtio.virtio.memory", "vfu_virtio.pci.function", "vfu_virtio.pci.msix"))
+@target("vfio-user", seeds=_vfio_user_seeds, modules=(
+    "vfu_virtio.server", "vfu_virtio.libvfio_user.context", "vfu_virtio.virtio.transport", "vfu_virtio.virtio.memory",
+    "vfu_virtio.pci.function", "vfu_virtio.pci.msix"))
 def vfio_user(data: bytes) -> None:
     """vfio-user messages through libvfio-user and the project's callbacks (DMA, regions, IRQs, reset)."""
     global _server
@@ -352,3 +368,187 @@ def planted(data: bytes) -> None:
     """Negative control: a parser with a planted crash on inputs that start with b"!"; must be reported."""
     if data[:1] == b"!":
         raise PlantedCrash("planted crash reached")
+
+
+# ---- crypto: every profile's request codec on a real CryptoDevice, and the key reader ---------------------------
+_CRYPTO_MODULES = ("vfu_virtio.devices.crypto.device", "vfu_virtio.devices.crypto.services",
+                   "vfu_virtio.devices.crypto.keys", "vfu_virtio.devices.crypto.sessions")
+CRYPTO_WRITABLE_MAX = 8192   # bytes of writable room a fuzzed request may have
+
+
+class _KeyBench:
+    """Fixed keys for the seeds, made once per process: RSA-1024 (the Linux kernel's form of its public key too)
+    and an ECDSA key on each curve the standard names."""
+
+    def __init__(self) -> None:
+        self.rsa = rsa.generate_private_key(65537, 1024)
+        self.rsa_private = self.rsa.private_bytes(S.Encoding.DER, S.PrivateFormat.TraditionalOpenSSL,
+                                                  S.NoEncryption())
+        self.rsa_public = self.rsa.public_key().public_bytes(S.Encoding.DER, S.PublicFormat.PKCS1)
+        # the same public key with its modulus INTEGER unsigned (no 0x00 octet), as Linux's self-test key is
+        n = self.rsa.public_key().public_numbers().n.to_bytes(128, "big")
+        body = b"\x02\x81\x80" + n + b"\x02\x03\x01\x00\x01"
+        self.rsa_public_linux = b"\x30\x81" + bytes([len(body)]) + body
+        self.ec = [ec.generate_private_key(curve()) for curve in (ec.SECP192R1, ec.SECP224R1, ec.SECP256R1,
+                                                                  ec.SECP384R1, ec.SECP521R1)]
+        self.ec_private = [k.private_bytes(S.Encoding.DER, S.PrivateFormat.TraditionalOpenSSL, S.NoEncryption())
+                           for k in self.ec]
+        self.ec_points = [k.public_key().public_bytes(S.Encoding.X962, form) for k in self.ec
+                          for form in (S.PublicFormat.UncompressedPoint, S.PublicFormat.CompressedPoint)]
+
+
+_keys: _KeyBench | None = None
+
+
+def _key_bench() -> _KeyBench:
+    global _keys
+    if _keys is None:
+        _keys = _KeyBench()
+    return _keys
+
+
+def _crypto_request(ctrl: bool, readable: bytes, writable: int) -> bytes:
+    """One request of a ``crypto-*`` input: u8 flags (bit 0 controlq), u16 readable length, u16 writable room, u8
+    descriptor cut (0: one readable and one writable descriptor), then the readable bytes."""
+    return bytes([1 if ctrl else 0]) + struct.pack("<HHB", len(readable), writable, 0) + readable
+
+
+def _crypto_seeds() -> list[bytes]:
+    """The published standard's requests as the project's driver builds them (a start for any profile): without
+    feature bits, sessions of every service (cipher, chain, hash, MAC, AEAD, RSA private/public, ECDSA) then a data
+    request on each (session ids 1..9 of a fresh device) and a destroy; with REVISION_1 and every stateless bit,
+    a stateless request of each service."""
+    k = _key_bench()
+    key16, iv16, data = bytes(range(16)), bytes(range(16, 32)), bytes(range(64))
+    rsa_pkcs1 = (A.VIRTIO_CRYPTO_RSA_PKCS1_PADDING, A.VIRTIO_CRYPTO_RSA_SHA256)
+    sessions = [
+        D.cipher_create_session(A.VIRTIO_CRYPTO_CIPHER_AES_CBC, key16, A.VIRTIO_CRYPTO_OP_ENCRYPT),
+        D.chain_create_session(A.VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_CIPHER_THEN_HASH,
+                               A.VIRTIO_CRYPTO_SYM_HASH_MODE_AUTH, A.VIRTIO_CRYPTO_CIPHER_AES_CTR, key16,
+                               A.VIRTIO_CRYPTO_OP_ENCRYPT, A.VIRTIO_CRYPTO_MAC_HMAC_SHA_256, 32, b"auth", 4),
+        D.hash_create_session(A.VIRTIO_CRYPTO_HASH_SHA_256, 32),
+        D.mac_create_session(A.VIRTIO_CRYPTO_MAC_CMAC_AES, 16, key16),
+        D.aead_create_session(A.VIRTIO_CRYPTO_AEAD_GCM, key16, 16, 4, A.VIRTIO_CRYPTO_OP_ENCRYPT),
+        D.akcipher_create_session(A.VIRTIO_CRYPTO_AKCIPHER_RSA, A.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE,
+                                  k.rsa_private, *rsa_pkcs1),
+        D.akcipher_create_session(A.VIRTIO_CRYPTO_AKCIPHER_RSA, A.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
+                                  k.rsa_public_linux, A.VIRTIO_CRYPTO_RSA_RAW_PADDING),
+        D.akcipher_create_session(A.VIRTIO_CRYPTO_AKCIPHER_ECDSA, A.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PRIVATE,
+                                  k.ec_private[2], curve=A.VIRTIO_CRYPTO_CURVE_NIST_P256),
+        D.akcipher_create_session(A.VIRTIO_CRYPTO_AKCIPHER_ECDSA, A.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC,
+                                  k.ec_points[4], curve=A.VIRTIO_CRYPTO_CURVE_NIST_P256),
+    ]
+    digest = bytes(range(32))
+    requests = [
+        D.cipher_data(A.VIRTIO_CRYPTO_CIPHER_ENCRYPT, 1, iv16, data),
+        D.chain_data(A.VIRTIO_CRYPTO_CIPHER_ENCRYPT, 2, iv16, data, b"aad!", 16, 32, 0, 64, 32),
+        D.digest_data(A.VIRTIO_CRYPTO_HASH, 3, data, 32),
+        D.digest_data(A.VIRTIO_CRYPTO_MAC, 4, data, 16),
+        D.aead_data(A.VIRTIO_CRYPTO_AEAD_ENCRYPT, 5, iv16, data, b"aad!", 16, 80),  # a 16-byte iv: J0
+        D.akcipher_data(A.VIRTIO_CRYPTO_AKCIPHER_SIGN, 6, digest, 128),
+        D.akcipher_data(A.VIRTIO_CRYPTO_AKCIPHER_DECRYPT, 6, bytes(127) + b"\x07", 128),  # bad padding: BADMSG
+        D.akcipher_data(A.VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, 7, digest, 128),
+        D.akcipher_data(A.VIRTIO_CRYPTO_AKCIPHER_SIGN, 8, digest, 72),
+        D.akcipher_data(A.VIRTIO_CRYPTO_AKCIPHER_VERIFY, 9, bytes(70), 0, digest),
+    ]
+    legacy = bytes(4) + b"".join(_crypto_request(True, r.readable, r.writable) for r in sessions)
+    legacy += b"".join(_crypto_request(False, r.readable, r.writable) for r in requests)
+    destroy = D.destroy_session(A.VIRTIO_CRYPTO_CIPHER_DESTROY_SESSION, 1)
+    legacy += _crypto_request(True, destroy.readable, destroy.writable)
+    stateless = [
+        D.cipher_data_stateless(A.VIRTIO_CRYPTO_CIPHER_ENCRYPT, A.VIRTIO_CRYPTO_CIPHER_AES_CTR, key16,
+                                A.VIRTIO_CRYPTO_OP_ENCRYPT, iv16, data),
+        D.hash_data_stateless(A.VIRTIO_CRYPTO_HASH_SHA3_256, data, 32),
+        D.mac_data_stateless(A.VIRTIO_CRYPTO_MAC_HMAC_SHA1, key16, data, 20),
+        D.aead_data_stateless(A.VIRTIO_CRYPTO_AEAD_ENCRYPT, A.VIRTIO_CRYPTO_AEAD_CHACHA20_POLY1305, key16 * 2,
+                              A.VIRTIO_CRYPTO_OP_ENCRYPT, iv16[:12], data, b"", 16, 80),
+        D.akcipher_data_stateless(A.VIRTIO_CRYPTO_AKCIPHER_VERIFY, A.VIRTIO_CRYPTO_AKCIPHER_ECDSA,
+                                  A.VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC, k.ec_points[5], bytes(70), 0, digest,
+                                  curve=A.VIRTIO_CRYPTO_CURVE_NIST_P256),
+    ]
+    revision_1 = struct.pack("<I", 0x3F) + b"".join(_crypto_request(False, r.readable, r.writable)
+                                                     for r in stateless)
+    return [legacy, revision_1]
+
+
+def _crypto_target(profile_name: str):
+    """The ``crypto-<profile>`` target: a fresh CryptoDevice of that profile per input (2 data queues, 16 sessions,
+    max_size 64 KiB, every request on this thread).
+
+    Input: le32 device feature bits (masked with the profile's; a set its dependency rule refuses becomes 0), then
+    requests (:func:`_crypto_request`: u8 flags, bit 0 controlq else data queue 0; le16 readable length; le16
+    writable room, mod :data:`CRYPTO_WRITABLE_MAX` + 1; u8 cut: 0 one descriptor each, else the readable and the
+    writable part are split after ``cut`` bytes; the readable bytes). Oracle: ``handle`` returns a used length
+    within the writable room, and nothing but the device's in-band answer comes out."""
+    def run(data: bytes) -> None:
+        logging.getLogger("vfu_virtio").setLevel(logging.CRITICAL + 1)  # malformed requests log; they are the input
+        r = Reader(data)
+        dev = CryptoDevice(max_dataqueues=2, max_sessions=16, max_size=1 << 16, profile=profile_name,
+                           bulk_threshold=0)
+        features = r.uint(4) & dev.profile.features
+        dev.activate(0 if dev.profile.refuse_features(features) else features)
+        while r.left:
+            flags = r.uint(1)
+            n, room, cut = r.uint(2), r.uint(2) % (CRYPTO_WRITABLE_MAX + 1), r.uint(1)
+            readable, out = r.take(n), bytearray(room)
+            rd = [memoryview(readable)] if not cut else [memoryview(readable[:cut]), memoryview(readable[cut:])]
+            wr = [memoryview(out)] if not cut else [memoryview(out)[:cut], memoryview(out)[cut:]]
+            used = dev.handle(dev.controlq if flags & 1 else 0, DescriptorChain(0, rd, wr))
+            if used is None or not 0 <= used <= room:
+                raise Finding(f"used length {used!r} with {room} writable bytes")
+    run.__doc__ = f"The {profile_name} crypto profile: request codec, sessions, services and keys on a CryptoDevice."
+    return run
+
+
+def _register_crypto_targets() -> None:
+    for name, profile in profiles.available().items():
+        codec_module = profile.codec.__module__
+        target(f"crypto-{name}", modules=(codec_module, *_CRYPTO_MODULES), seeds=_crypto_seeds)(_crypto_target(name))
+
+
+_register_crypto_targets()
+
+#: der-keys selector (first byte, mod 12): which reader, and for ECDSA which curve (P-192 .. P-521).
+_KEY_KINDS = ("rsa-private", "rsa-public", *(f"ec-{kind}-{i}" for kind in ("private", "public") for i in range(5)))
+
+
+def _der_keys_seeds() -> list[bytes]:
+    k = _key_bench()
+    out = [bytes([0]) + k.rsa_private, bytes([1]) + k.rsa_public, bytes([1]) + k.rsa_public_linux]
+    out += [bytes([2 + i]) + der for i, der in enumerate(k.ec_private)]
+    out += [bytes([7 + i // 2]) + point for i, point in enumerate(k.ec_points)]
+    return out
+
+
+@target("der-keys", modules=("vfu_virtio.devices.crypto.keys",), seeds=_der_keys_seeds)
+def der_keys(data: bytes) -> None:
+    """AKCIPHER key reader: DER RSAPrivateKey/RSAPublicKey/ECPrivateKey and ECPoint octets (AMB-KEYS).
+
+    Input: u8 selector (:data:`_KEY_KINDS`, mod 12), then the key bytes. Answers other than a key or CryptoStatus
+    KEY_REJECTED/NOTSUPP are findings; so is an accepted RSA key outside the rules, an ECDSA key on another curve,
+    and an accepted key that is still accepted with one more byte after it."""
+    kind = _KEY_KINDS[data[0] % len(_KEY_KINDS)] if data else _KEY_KINDS[0]
+    blob = data[1:]
+    curve = None
+    if kind.startswith("ec-"):
+        curve = (ec.SECP192R1, ec.SECP224R1, ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)[int(kind[-1])]()
+    read = {"rsa-private": keys.rsa_private_key, "rsa-public": keys.rsa_public_key}.get(kind) or (
+        (lambda b: keys.ec_private_key(b, curve)) if "private" in kind else (lambda b: keys.ec_public_key(b, curve)))
+    try:
+        key = read(blob)
+    except CryptoStatus as e:
+        if e.status not in (Status.KEY_REJECTED, Status.NOTSUPP):
+            raise Finding(f"{kind}: answered {e.status.name}") from None
+        return
+    if curve is None:
+        numbers = (key.public_key() if kind == "rsa-private" else key).public_numbers()
+        if not (numbers.n & 1 and numbers.e & 1 and 3 <= numbers.e < 1 << keys.RSA_MAX_EXPONENT_BITS
+                and keys.RSA_MIN_BITS <= numbers.n.bit_length() <= keys.RSA_MAX_BITS):
+            raise Finding(f"{kind}: accepted n of {numbers.n.bit_length()} bits, e = {numbers.e:#x}")
+    elif key.curve.name != curve.name:
+        raise Finding(f"{kind}: a {key.curve.name} key accepted for {curve.name}")
+    try:
+        read(blob + b"\0")
+    except CryptoStatus:
+        return
+    raise Finding(f"{kind}: accepted with a byte after the key")

@@ -13,7 +13,8 @@ the session and answers parse and lookup faults at once. A chain without any wri
 it completes with used length 0 and changes nothing (AMB-33).
 
 Bulk requests (decision TD-ASYNC): a dataq request whose source (``src``) is at least ``bulk_threshold`` bytes (0:
-never) is executed -- the ``cryptography`` call, the outputs, the status byte, the used length -- on its data
+never), and every request whose session says ``offload`` (the asymmetric service: key generation takes seconds),
+is executed -- the ``cryptography`` call, the outputs, the status byte, the used length -- on its data
 queue's worker thread (one per data queue, a daemon thread named ``crypto-dataq<N>``, made on first use);
 ``handle`` returns None and the worker completes the chain. The bytes written and the used length are the same as
 on the loop thread, but a small request may now complete before a bulk one queued ahead of it on the same queue
@@ -57,6 +58,15 @@ MAX_DATAQUEUES = 64
 BULK_THRESHOLD = 256 << 10
 #: Largest ``bulk_threshold`` in bytes (a threshold above ``max_size`` never offloads).
 MAX_BULK_THRESHOLD = (1 << 32) - 1
+#: Default bounds of the asymmetric service's key generation, in bits; each request runs on a data queue's worker.
+#: Through the device on a shared 2-core host (``benchmarks/crypto_keygen.py``, 40 runs each; crypto README, "Key
+#: generation") the largest default one of each kind took 1.6-1.9 s in the median and at most 6.8 s (RSA 4096),
+#: 0.8-1.2 s and 3.8 s (DSA 2048), 3.0-3.7 s and 10.5 s (DH parameters, 1024).
+MAX_RSA_KEYGEN_BITS, MAX_DSA_KEYGEN_BITS, MAX_DH_PARAM_BITS = (Limits._field_defaults[name] for name in (
+    "max_rsa_keygen_bits", "max_dsa_keygen_bits", "max_dh_param_bits"))
+#: The accepted range of each key-generation bound, in bits (what ``cryptography`` generates).
+KEYGEN_LIMITS = {"max_rsa_keygen_bits": (1024, 8192), "max_dsa_keygen_bits": (1024, 4096),
+                 "max_dh_param_bits": (512, 8192)}
 
 
 class CryptoDevice(VirtioDevice):
@@ -65,7 +75,9 @@ class CryptoDevice(VirtioDevice):
     ``max_dataqueues`` 1..64 data queues; ``max_sessions`` live sessions at most (create-session answers
     NOSPC, which the standard answers ERR without REVISION_1, when reached); ``max_size`` bytes of variable-length
     fields per request (AMB-13); ``max_cipher_key_len``/``max_auth_key_len`` in bytes (AMB-14); ``profile`` the
-    profile name; ``bulk_threshold`` in bytes, 0..2^32-1, 0 = every request on the event-loop thread.
+    profile name; ``bulk_threshold`` in bytes, 0..2^32-1, 0 = every request on the event-loop thread (but those
+    whose session offloads); ``max_rsa_keygen_bits``, ``max_dsa_keygen_bits``, ``max_dh_param_bits``: the largest
+    key (DH: prime) the asymmetric service generates, in bits (:data:`KEYGEN_LIMITS` gives the ranges).
     Raises ValueError for a value out of range or an unknown profile.
     """
 
@@ -74,7 +86,8 @@ class CryptoDevice(VirtioDevice):
 
     def __init__(self, max_dataqueues: int = 4, max_sessions: int = 1024, max_size: int = 1 << 20,
                  max_cipher_key_len: int = 64, max_auth_key_len: int = 512, profile: str = profiles.DEFAULT,
-                 bulk_threshold: int = BULK_THRESHOLD):
+                 bulk_threshold: int = BULK_THRESHOLD, max_rsa_keygen_bits: int = MAX_RSA_KEYGEN_BITS,
+                 max_dsa_keygen_bits: int = MAX_DSA_KEYGEN_BITS, max_dh_param_bits: int = MAX_DH_PARAM_BITS):
         super().__init__()
         if not 1 <= max_dataqueues <= MAX_DATAQUEUES:
             raise ValueError(f"max_dataqueues must be 1..{MAX_DATAQUEUES}, not {max_dataqueues}")
@@ -82,6 +95,11 @@ class CryptoDevice(VirtioDevice):
                             ("max_auth_key_len", max_auth_key_len)):
             if not 1 <= value < 1 << 32:
                 raise ValueError(f"{name} must be 1..{(1 << 32) - 1} bytes, not {value}")
+        for name, value in (("max_rsa_keygen_bits", max_rsa_keygen_bits),
+                            ("max_dsa_keygen_bits", max_dsa_keygen_bits), ("max_dh_param_bits", max_dh_param_bits)):
+            low, high = KEYGEN_LIMITS[name]
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be {low}..{high} bits, not {value}")
         if not 0 <= bulk_threshold <= MAX_BULK_THRESHOLD:
             raise ValueError(f"bulk_threshold must be 0..{MAX_BULK_THRESHOLD} bytes, not {bulk_threshold}")
         self.profile = profiles.get(profile)
@@ -89,7 +107,8 @@ class CryptoDevice(VirtioDevice):
         self.max_dataqueues = max_dataqueues
         self.num_queues = max_dataqueues + 1
         self.controlq = max_dataqueues
-        self.limits = Limits(max_size, max_cipher_key_len, max_auth_key_len)
+        self.limits = Limits(max_size, max_cipher_key_len, max_auth_key_len, max_rsa_keygen_bits,
+                             max_dsa_keygen_bits, max_dh_param_bits)
         self.bulk_threshold = bulk_threshold
         self.sessions = SessionTable(max_sessions)
         self.codec: Codec = self.profile.new_codec(0, self.limits)
@@ -203,7 +222,7 @@ class CryptoDevice(VirtioDevice):
                     raise CryptoStatus(Status.ERR, f"a {type(request.op).__name__} request on a "
                                        f"{type(session).__name__} (sym op_type differs from the session's, AMB-31)")
             threshold = self.bulk_threshold
-            if threshold and len(request.op.src) >= threshold:
+            if threshold and len(request.op.src) >= threshold or getattr(session, "offload", False):
                 self._worker(queue_index).submit(lambda: self._run_bulk(queue_index, chain, codec, session, request))
                 return None
             # only the result bytes and the status are written: the Linux driver's scatterlists may map the same
@@ -211,6 +230,7 @@ class CryptoDevice(VirtioDevice):
             end = session.run(request.op, writer)
         except CryptoStatus as e:
             chain.failed = True
+            request = request or e.request
             used = codec.data_outcome(writer, request, e.status, 0)
             if self.log.isEnabledFor(logging.DEBUG):
                 self._log_request(queue_index, _data_name(request), chain, used, e.status, e.why)

@@ -10,9 +10,15 @@ from .values import Status
 
 
 class CryptoStatus(Exception):
-    """Answer the current request with ``status`` (any :class:`~.values.Status` but OK) because of ``why``."""
+    """Answer the current request with ``status`` (any :class:`~.values.Status` but OK) because of ``why``.
 
-    def __init__(self, status: Status, why: str):
+    ``request``: what a codec whose status placement depends on the request kind parsed before the fault (a
+    :class:`~.values.DataRequest`, possibly with ``params`` and ``op`` None); the device hands it to the codec's
+    ``data_outcome`` in place of the request that did not parse. None (the default) when there is nothing.
+    """
+
+    def __init__(self, status: Status, why: str, request=None):
         super().__init__(f"{status.name}: {why}")
         self.status = status
         self.why = why
+        self.request = request

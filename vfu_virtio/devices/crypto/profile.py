@@ -9,9 +9,10 @@ A :class:`Profile` is data plus a few functions:
 * ``codec``: ``(negotiated features, limits, advertised algorithms) -> codec``, the object that turns request bytes
   into the profile-neutral values of :mod:`.values` AND writes outcomes back (status placement, used length); its
   methods are those of :class:`Codec`;
-* ``sessions``: the service table, parameter type -> session class (``services.SESSIONS`` serves them all);
+* ``sessions``: the service table, parameter type -> session class (``services.SESSIONS`` serves the standard's
+  services, ``asym_services.SESSIONS`` the asymmetric service);
 * ``algorithms``: per :class:`~.values.Service`, the profile's algorithm numbers -> algorithm names. The profile
-  advertises (and its codec names) those the services implement (``services.IMPLEMENTED``); a service is offered
+  advertises (and its codec names) those the services implement (:data:`IMPLEMENTED`); a service is offered
   when at least one of its algorithms is advertised.
 
 A profile is one module exposing ``PROFILE`` (see :mod:`.profiles`); everything wire-specific (opcodes, structs,
@@ -24,17 +25,23 @@ from typing import Callable, Mapping, NamedTuple, Protocol
 
 from vfu_virtio.virtio.chain import ChainReader, ChainWriter
 
+from . import services
+from .asym_services import ASYM_ALGORITHMS
+from .asym_values import ASYM_PARAMS
 from .errors import CryptoStatus
-from .services import IMPLEMENTED, Session
+from .services import Session
 from .values import (AeadParams, AkcipherParams, ChainParams, CipherParams, CtrlRequest, DataRequest, HashParams,
                      Limits, MacParams, Service, SessionParams, Status)
 
 #: Per service: the profile's algorithm number -> the algorithm's name.
 AlgorithmTables = Mapping[Service, Mapping[int, str]]
 
-#: The service each parameter type belongs to (CIPHER has two: plain and chained sessions).
+#: The service each parameter type belongs to (CIPHER has two: plain and chained sessions; ASYM one per family).
 _SERVICE_OF = {CipherParams: Service.CIPHER, ChainParams: Service.CIPHER, HashParams: Service.HASH,
-               MacParams: Service.MAC, AeadParams: Service.AEAD, AkcipherParams: Service.AKCIPHER}
+               MacParams: Service.MAC, AeadParams: Service.AEAD, AkcipherParams: Service.AKCIPHER,
+               **{params: Service.ASYM for params in ASYM_PARAMS}}
+#: Algorithm names implemented per service (those a profile may advertise).
+IMPLEMENTED = {**services.IMPLEMENTED, Service.ASYM: ASYM_ALGORITHMS}
 
 
 class ConfigValues(NamedTuple):
@@ -61,11 +68,13 @@ class Codec(Protocol):
         """Write a controlq outcome (``opcode`` None: no header); return the used length in bytes."""
 
     def parse_data(self, reader: ChainReader, out_capacity: int) -> DataRequest:
-        """One dataq request; refuses declared outputs that cannot fit ``out_capacity`` bytes with the status."""
+        """One dataq request; refuses declared outputs that cannot fit ``out_capacity`` bytes with the status (a
+        :class:`~.errors.CryptoStatus` may carry the part that parsed, see its ``request``)."""
 
-    def data_outcome(self, writer: ChainWriter, request: DataRequest | None, status: Status, end: int) -> int:
-        """Write a dataq status (``request`` None: it did not parse; ``end``: stream offset past the outputs the
-        session wrote); return the used length in bytes."""
+    def data_outcome(self, writer: ChainWriter, request: DataRequest | None, status: Status, end) -> int:
+        """Write a dataq status (``request`` None: it did not parse; ``end``: what the session's ``run`` returned,
+        the stream offset past the outputs it wrote, or the result value an ASYM session leaves to the codec to
+        lay out; 0 on failure); return the used length in bytes."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,19 +35,20 @@ Semantics decided where the standard is silent:
   ``src_data`` (HASH_THEN_CIPHER) or ``dst_data`` (CIPHER_THEN_HASH); the digest goes to ``hash_result``
   right after ``dst_data[dst_data_len]``. HASH_MODE_NESTED -> NOTSUPP (no wire fields).
 * AEAD (AMB-17): encrypt writes ciphertext || tag; decrypt reads ciphertext || tag and writes the plaintext
-  only when the tag verifies, else BADMSG. GCM: 12-byte IV (16 = pre-computed J0 -> NOTSUPP), tags
-  4, 8, 12..16; CCM: 7..13-byte nonce, tags 4..16 even; ChaCha20-Poly1305: 12-byte nonce, 16-byte tag.
-* AKCIPHER ("AKCIPHER Service Operation"): RSA keys are DER RSAPrivateKey/RSAPublicKey (PKCS#1; what OpenSSL
-  refuses is read leniently as the Linux kernel does: unsigned INTEGERs, zero CRT fields), ECDSA private
-  keys DER ECPrivateKey (RFC 5915; ``parameters`` may be omitted, ``curve_id`` governs), public keys the
-  ECPoint octets. RSA moduli up to RSA_MAX_BITS (8192) bits, larger -> NOTSUPP. RSA raw ("ciphertext and
-  plaintext MUST be padded with leading zeros"): output is always the modulus length ``k``; ``cryptography``
-  has no unpadded RSA, so raw RSA is the bare modular exponentiation on the key numbers ``cryptography``
-  parsed (CRT for the private key), the one place where Python arithmetic stands in for a library call (not
-  constant-time). RSA PKCS#1 v1.5: encrypt/decrypt (RSAES), sign/verify (EMSA with the session ``hash_algo``'s
-  DigestInfo; src is the digest); NO_HASH verify compares the recovered block, NO_HASH sign -> NOTSUPP; raw
-  sign/verify -> NOTSUPP (the standard forbids it). ECDSA: sign/verify of a 20/28/32/48/64-byte digest, DER
-  Ecdsa-Sig-Value; encrypt/decrypt -> NOTSUPP. A failed verification -> KEY_REJECTED.
+  only when the tag verifies, else BADMSG. GCM: a 12-byte IV, or 16 bytes that are the pre-counter block J0
+  (AMB-GCM-J0: GCTR and GHASH composed from ``cryptography``'s AES-CTR, AES-ECB and GCM), tags 4, 8, 12..16;
+  CCM: 7..13-byte nonce, tags 4..16 even; ChaCha20-Poly1305: 12-byte nonce, 16-byte tag.
+* AKCIPHER ("AKCIPHER Service Operation"): keys are read by :mod:`.keys` (AMB-KEYS: strict DER RSAPrivateKey,
+  RSAPublicKey, ECPrivateKey and ECPoint octets, the one relaxation Linux needs; a refused key -> KEY_REJECTED,
+  an RSA modulus outside 512..8192 bits -> NOTSUPP). RSA raw ("ciphertext and plaintext MUST be padded with
+  leading zeros"): output is always the modulus length ``k``; ``cryptography`` has no unpadded RSA, so raw RSA is
+  the bare modular exponentiation on the key numbers ``cryptography`` parsed (CRT for the private key), the one
+  place where Python arithmetic stands in for a library call (not constant-time). RSA PKCS#1 v1.5: encrypt
+  (RSAES), decrypt (RSAES on that raw exponentiation: a ciphertext whose padding does not parse -> BADMSG, no
+  implicit rejection, AMB-RSA-DECRYPT), sign/verify (EMSA with the session ``hash_algo``'s DigestInfo; src is the
+  digest); NO_HASH verify compares the recovered block, NO_HASH sign -> NOTSUPP; raw sign/verify -> NOTSUPP (the
+  standard forbids it). ECDSA: sign/verify of a 20/28/32/48/64-byte digest, DER Ecdsa-Sig-Value;
+  encrypt/decrypt -> NOTSUPP. A failed verification -> KEY_REJECTED.
 
 Threads: a session may run on the event-loop thread and on a data queue's worker thread at once. Every cipher and
 AEAD operation builds its own context; a digest starts from ``copy()`` of the session's fresh (keyed) context, which
@@ -64,13 +65,14 @@ from typing import Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
-from cryptography.hazmat.primitives import cmac, hashes, hmac, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives import cmac, constant_time, hashes, hmac
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
 from vfu_virtio.virtio.chain import ChainWriter
 
+from . import keys
 from .errors import CryptoStatus
 from .values import (AeadOp, AeadParams, AkcipherOp, AkcipherOperation, AkcipherParams, Buffer, ChainOp, ChainOrder,
                      ChainParams, CipherOp, CipherParams, DigestOp, Direction, HashParams, KeyType, MacParams,
@@ -363,6 +365,45 @@ _GCM_TAGS = frozenset({4, 8, 12, 13, 14, 15, 16})  # NIST SP 800-38D 5.2.1.2
 _CCM_TAGS = frozenset({4, 6, 8, 10, 12, 14, 16})  # NIST SP 800-38C A.1
 #: AEAD algorithm names offered.
 AEADS = frozenset({"AES-GCM", "AES-CCM", "ChaCha20-Poly1305"})
+#: GCM ``iv_len`` values: a 96-bit IV, or the pre-counter block J0 itself (AMB-GCM-J0).
+GCM_IV_LEN, GCM_J0_LEN = 12, 16
+
+
+def _aes_block(key: bytes, block: bytes) -> bytes:
+    """E_K(block): one AES block encryption."""
+    ctx = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return ctx.update(block) + ctx.finalize()
+
+
+def _xor_block(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(16, "big")
+
+
+def _gctr(key: bytes, j0: bytes, data: bytes) -> bytes:
+    """GCTR_K(inc32(J0), data) (NIST SP 800-38D 6.5, 7.1 step 3): AES-CTR whose counter blocks increment only their
+    low 32 bits, modulo 2^32. ``cryptography``'s CTR carries into the whole block, so a run is split where the low
+    32 bits wrap."""
+    prefix, counter = j0[:12], (int.from_bytes(j0[12:], "big") + 1) & 0xFFFFFFFF
+    out, pos = [], 0
+    while pos < len(data):
+        chunk = data[pos:pos + ((1 << 32) - counter) * 16]
+        ctx = Cipher(algorithms.AES(key), modes.CTR(prefix + counter.to_bytes(4, "big"))).encryptor()
+        out.append(ctx.update(chunk) + ctx.finalize())
+        pos, counter = pos + len(chunk), 0
+    return b"".join(out)
+
+
+def _gcm_j0_tag(key: bytes, j0: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    """The full 16-byte GCM tag E_K(J0) xor GHASH_H(A, C) of ``ciphertext`` under the pre-counter block ``j0``
+    (NIST SP 800-38D 7.1 steps 5-6). GHASH comes from ``cryptography``'s GCM under the IV 0^96 (J0' = 0^96 || 1):
+    encrypting P' = GCTR(J0', C) there gives back C and the tag T' = E_K(J0') xor GHASH_H(A, C)."""
+    j0_zero = bytes(12) + b"\0\0\0\x01"
+    ctx = Cipher(algorithms.AES(key), modes.GCM(bytes(GCM_IV_LEN))).encryptor()
+    ctx.authenticate_additional_data(aad)
+    ctx.update(_gctr(key, j0_zero, ciphertext))
+    ctx.finalize()
+    ghash = _xor_block(ctx.tag, _aes_block(key, j0_zero))
+    return _xor_block(_aes_block(key, j0), ghash)
 
 
 class AeadSession:
@@ -376,10 +417,10 @@ class AeadSession:
         if algo not in AEADS:
             raise _notsupp(f"AEAD algorithm {algo}")
         if algo == "ChaCha20-Poly1305":
-            keys, tags = {32}, {16}
+            key_sizes, tags = {32}, {16}
         else:
-            keys, tags = {16, 24, 32}, _GCM_TAGS if algo == "AES-GCM" else _CCM_TAGS
-        if len(key) not in keys:
+            key_sizes, tags = {16, 24, 32}, _GCM_TAGS if algo == "AES-GCM" else _CCM_TAGS
+        if len(key) not in key_sizes:
             raise _err(f"AEAD algorithm {algo} does not take a {len(key)}-byte key")
         if tag_len not in tags:
             raise _err(f"tag_len {tag_len} is not legal for AEAD algorithm {algo}")
@@ -388,9 +429,10 @@ class AeadSession:
 
     def _check_iv(self, iv: bytes) -> None:
         n = len(iv)
-        if self.algo == "AES-GCM" and n == 16:
-            raise _notsupp("GCM with a 16-byte pre-computed J0")
-        ok = 7 <= n <= 13 if self.algo == "AES-CCM" else n == 12
+        if self.algo == "AES-GCM":
+            ok = n in (GCM_IV_LEN, GCM_J0_LEN)
+        else:
+            ok = 7 <= n <= 13 if self.algo == "AES-CCM" else n == 12
         if not ok:
             raise _err(f"iv_len {n} is not legal for AEAD algorithm {self.algo}")
 
@@ -419,6 +461,9 @@ class AeadSession:
 
     def _seal(self, iv: bytes, data: bytes, aad: bytes) -> bytes:
         try:
+            if self.algo == "AES-GCM" and len(iv) == GCM_J0_LEN:
+                ct = _gctr(self.key, iv, data)
+                return ct + _gcm_j0_tag(self.key, iv, ct, aad)[:self.tag_len]
             if self.algo == "AES-GCM":
                 ctx = Cipher(algorithms.AES(self.key), modes.GCM(iv)).encryptor()
                 ctx.authenticate_additional_data(aad)
@@ -432,6 +477,10 @@ class AeadSession:
 
     def _open(self, iv: bytes, ct: bytes, tag: bytes, aad: bytes) -> bytes:
         try:
+            if self.algo == "AES-GCM" and len(iv) == GCM_J0_LEN:
+                if not constant_time.bytes_eq(_gcm_j0_tag(self.key, iv, ct, aad)[:len(tag)], tag):
+                    raise InvalidTag()
+                return _gctr(self.key, iv, ct)
             if self.algo == "AES-GCM":
                 ctx = Cipher(algorithms.AES(self.key), modes.GCM(iv, tag, min_tag_length=len(tag))).decryptor()
                 ctx.authenticate_additional_data(aad)
@@ -453,67 +502,8 @@ _CURVES = {"P-192": ec.SECP192R1, "P-224": ec.SECP224R1, "P-256": ec.SECP256R1, 
            "P-521": ec.SECP521R1}
 #: ECDSA digest lengths (bytes) and the hash whose size they match (only the length matters to ECDSA).
 _ECDSA_DIGESTS = {20: hashes.SHA1, 28: hashes.SHA224, 32: hashes.SHA256, 48: hashes.SHA384, 64: hashes.SHA512}
-#: Largest RSA modulus in bits: one request must not stall the device's queues for seconds.
-RSA_MAX_BITS = 8192
 #: AKCIPHER algorithm names offered.
 AKCIPHERS = frozenset({"RSA", "ECDSA"})
-
-
-def _der_items(der: bytes) -> list[tuple[int, bytes]]:
-    """The (tag, contents) items inside the outer SEQUENCE of a DER/BER blob (definite lengths only);
-    ERR if the blob is not a SEQUENCE or a length runs past its end."""
-    def tlv(pos: int, limit: int) -> tuple[int, int, int]:
-        if pos + 2 > limit:
-            raise _err("truncated DER")
-        tag, n = der[pos], der[pos + 1]
-        pos += 2
-        if n & 0x80:
-            k = n & 0x7F
-            if k == 0 or k > 4 or pos + k > limit:
-                raise _err("bad DER length")
-            n, pos = int.from_bytes(der[pos:pos + k], "big"), pos + k
-        if pos + n > limit:
-            raise _err("truncated DER")
-        return tag, pos, pos + n
-    tag, pos, end = tlv(0, len(der))
-    if tag != 0x30:
-        raise _err("the key is not a DER SEQUENCE")
-    items = []
-    while pos < end:
-        tag, start, pos = tlv(pos, end)
-        items.append((tag, der[start:pos]))
-    return items
-
-
-def _der_ec_private_scalar(der: bytes) -> int:
-    """The ``privateKey`` OCTET STRING of a DER ECPrivateKey (RFC 5915) as an integer; ERR if malformed."""
-    items = _der_items(der)
-    if len(items) < 2 or items[0] != (0x02, b"\x01") or items[1][0] != 0x04:
-        raise _err("not an ECPrivateKey {version 1, privateKey OCTET STRING, ...}")
-    return int.from_bytes(items[1][1], "big")
-
-
-def _der_rsa_key(der: bytes, private: bool):
-    """Lenient PKCS#1 RSAPrivateKey/RSAPublicKey reader for keys OpenSSL refuses but Linux accepts (the
-    kernel's own self-test keys): INTEGERs read as unsigned magnitudes, version 0 or 1, missing or zero
-    CRT parameters recomputed (prime factors recovered from n, e, d). ERR if the numbers are not a key."""
-    ints = [int.from_bytes(v, "big") for tag, v in _der_items(der) if tag == 0x02]
-    try:
-        if not private:
-            if len(ints) < 2:
-                raise _err("RSAPublicKey needs modulus and publicExponent")
-            return rsa.RSAPublicNumbers(ints[1], ints[0]).public_key()
-        if len(ints) < 4 or ints[0] > 1:
-            raise _err("RSAPrivateKey needs version 0/1, modulus, publicExponent, privateExponent")
-        n, e, d = ints[1:4]
-        p, q = (ints[4], ints[5]) if len(ints) >= 6 else (0, 0)
-        if p <= 1 or q <= 1 or p * q != n:
-            p, q = rsa.rsa_recover_prime_factors(n, e, d)
-        numbers = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
-                                        rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, n))
-        return numbers.private_key()
-    except (ValueError, TypeError) as e:
-        raise _err(f"RSA key numbers rejected: {e}") from None
 
 
 class AkcipherSession:
@@ -544,17 +534,7 @@ class AkcipherSession:
             if factory is None:
                 raise _notsupp(f"RSA hash_algo {params.hash_algo}")
             self.hash = factory()
-        try:
-            if self.private:
-                key = serialization.load_der_private_key(params.key, None)
-            else:
-                key = serialization.load_der_public_key(params.key)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            key = _der_rsa_key(params.key, self.private)
-        if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-            raise _err("the key is not an RSA key")
-        if key.key_size > RSA_MAX_BITS:
-            raise _notsupp(f"{key.key_size}-bit RSA key (at most {RSA_MAX_BITS} bits)")
+        key = keys.rsa_private_key(params.key) if self.private else keys.rsa_public_key(params.key)
         self.key = key
         self.public = key.public_key() if self.private else key
         self.k = (self.public.key_size + 7) // 8
@@ -564,18 +544,7 @@ class AkcipherSession:
         if factory is None:
             raise _notsupp(f"ECDSA curve_id {params.curve}")
         curve = factory()
-        try:
-            if self.private:
-                try:
-                    key = serialization.load_der_private_key(params.key, None)
-                except (ValueError, TypeError, UnsupportedAlgorithm):  # ECPrivateKey without parameters
-                    key = ec.derive_private_key(_der_ec_private_scalar(params.key), curve)
-                if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != curve.name:
-                    raise _err("the key is not an ECDSA key on the session's curve")
-            else:
-                key = ec.EllipticCurvePublicKey.from_encoded_point(curve, params.key)
-        except ValueError as e:
-            raise _err(f"ECDSA key not loadable: {e}") from None
+        key = keys.ec_private_key(params.key, curve) if self.private else keys.ec_public_key(params.key, curve)
         self.key = key
         self.public = key.public_key() if self.private else key
 
@@ -609,6 +578,22 @@ class AkcipherSession:
             y = pow(x, pub.e, pub.n)
         return y.to_bytes(self.k, "big")
 
+    def _rsaes_pkcs1_v1_5_decrypt(self, ciphertext: bytes) -> bytes:
+        """RSAES-PKCS1-v1_5 decryption (RFC 8017 7.2.2) that says when the padding is wrong (AMB-RSA-DECRYPT).
+
+        The ciphertext must be exactly ``k`` (modulus length) bytes and smaller than the modulus, else ERR; the
+        encoded message ``EM = 0x00 || 0x02 || PS || 0x00 || M`` (``PS`` at least 8 non-zero octets) must parse,
+        else BADMSG, and nothing is written. OpenSSL's decryption cannot be used: since 3.2 it answers a bad
+        padding with a synthetic message (implicit rejection) that the guest cannot tell from a real one.
+        """
+        if len(ciphertext) != self.k:
+            raise _err(f"a {len(ciphertext)}-byte ciphertext; the modulus is {self.k} bytes (RFC 8017 7.2.2)")
+        em = self._rsa_raw(ciphertext, private=True)
+        separator = em.find(b"\0", 2)
+        if em[0] != 0 or em[1] != 2 or separator < 10:
+            raise CryptoStatus(Status.BADMSG, "RSAES-PKCS1-v1_5 decryption error (the padding does not parse)")
+        return em[separator + 1:]
+
     def _rsa(self, op: AkcipherOp) -> bytes | None:
         if op.operation is AkcipherOperation.ENCRYPT:
             if self.raw:
@@ -621,10 +606,7 @@ class AkcipherSession:
             self._need_private()
             if self.raw:
                 return self._rsa_raw(op.src, private=True)
-            try:
-                return self.key.decrypt(op.src, padding.PKCS1v15())
-            except ValueError as e:
-                raise _err(f"RSA decryption failed: {e}") from None
+            return self._rsaes_pkcs1_v1_5_decrypt(op.src)
         if self.raw:
             raise _notsupp("RSA raw-padding sessions cannot sign or verify")
         if op.operation is AkcipherOperation.SIGN:

@@ -25,7 +25,8 @@ from typing import NamedTuple, Union
 
 
 class Service(Enum):
-    """A crypto service ("Supported crypto services"); IPSEC is not served by any profile."""
+    """A crypto service ("Supported crypto services"; ASYM: the asymmetric service of the ASYM RFC v3, whose values
+    are in :mod:`.asym_values`); IPSEC is not served by any profile."""
 
     # members are singletons: hash by identity (Enum hashes the name in Python code, a cost on every request)
     __hash__ = object.__hash__
@@ -35,6 +36,7 @@ class Service(Enum):
     MAC = "MAC"
     AEAD = "AEAD"
     AKCIPHER = "AKCIPHER"
+    ASYM = "ASYM"
 
 
 class Status(Enum):
@@ -93,12 +95,17 @@ class Limits(NamedTuple):
 
     ``max_size``: sum of a data request's variable-length fields (keys, iv, src, aad, dst, hash_result;
     AMB-13); also the largest AKCIPHER key. ``max_cipher_key_len``: cipher and AEAD keys;
-    ``max_auth_key_len``: MAC keys (AMB-14).
+    ``max_auth_key_len``: MAC keys (AMB-14). Key generation of the asymmetric service, in bits (AMB-32):
+    ``max_rsa_keygen_bits`` (RSA modulus), ``max_dsa_keygen_bits`` (DSA prime p), ``max_dh_param_bits`` (the DH
+    prime p that parameter generation searches for).
     """
 
     max_size: int
     max_cipher_key_len: int
     max_auth_key_len: int
+    max_rsa_keygen_bits: int = 4096
+    max_dsa_keygen_bits: int = 2048
+    max_dh_param_bits: int = 1024
 
 
 #: An algorithm or parameter the profile names (str or Enum member), or the unnamed wire value (int).

@@ -1,9 +1,10 @@
 """The crypto profiles a device can be made with: the built-in registry and plug-in modules.
 
-Built-in profiles are one module each in this package, registered in :data:`PROFILES`. Further profiles come from
-the modules named in the environment variable ``VFU_VIRTIO_CRYPTO_PROFILES`` (comma-separated importable module
-names, each exposing ``PROFILE``, a :class:`~..profile.Profile`), read whenever :func:`available` or :func:`get`
-is called.
+Built-in profiles are one module each in this package, registered in :data:`PROFILES`: ``standard`` (the
+published standard, the default), ``v16`` (the v16 crypto patch) and ``asym-rfc3`` (v16 plus the ASYM RFC v3).
+Further profiles come from the modules named in the environment variable ``VFU_VIRTIO_CRYPTO_PROFILES``
+(comma-separated importable module names, each exposing ``PROFILE``, a :class:`~..profile.Profile`), read whenever
+:func:`available` or :func:`get` is called.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import importlib
 import os
 
 from ..profile import Profile
-from . import standard
+from . import asym_rfc3, standard, v16
 
 #: Environment variable naming plug-in profile modules (comma-separated).
 ENV = "VFU_VIRTIO_CRYPTO_PROFILES"
 #: The profile a new device instance gets.
 DEFAULT = "standard"
 
-PROFILES: dict[str, Profile] = {"standard": standard.PROFILE}
+PROFILES: dict[str, Profile] = {profile.name: profile for profile in (standard.PROFILE, v16.PROFILE, asym_rfc3.PROFILE)}
 
 
 def available() -> dict[str, Profile]:

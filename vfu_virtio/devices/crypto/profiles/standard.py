@@ -53,7 +53,8 @@ therefore reports 1.
 
 Status bytes ("Operation Status"): OK 0, ERR 1, BADMSG 2, NOTSUPP 3, INVSESS 4, NOSPC 5 (only with REVISION_1:
 "no free session ID (only when the VIRTIO_CRYPTO_F_REVISION_1 feature bit is negotiated)"; ERR without),
-KEY_REJECTED 6.
+KEY_REJECTED 6 (a failed signature verification; a refused key at session creation, which is ERR without
+REVISION_1: AMB-KEYS).
 """
 from __future__ import annotations
 
@@ -213,9 +214,12 @@ class StandardCodec:
     def _name(self, service: Service, algo: int) -> str | int:
         return self._names[service].get(algo, algo)
 
-    def wire_status(self, status: Status) -> int:
-        """The status byte of ``status``: NOSPC is answered ERR without REVISION_1."""
-        if status is Status.NOSPC and not self.revision_1:
+    def wire_status(self, status: Status, controlq: bool = False) -> int:
+        """The status byte of ``status`` (``controlq``: the outcome of a controlq request). Without REVISION_1,
+        NOSPC is answered ERR, and so is KEY_REJECTED on the controlq: there it is a key the device refuses
+        (AMB-KEYS), an answer the standard's drivers know only with REVISION_1; on the dataq KEY_REJECTED is the
+        failed signature verification the standard names it for, with or without REVISION_1."""
+        if not self.revision_1 and (status is Status.NOSPC or controlq and status is Status.KEY_REJECTED):
             return C.VIRTIO_CRYPTO_ERR
         return _STATUS[status]
 
@@ -320,7 +324,7 @@ class StandardCodec:
     def ctrl_outcome(self, writer: ChainWriter, opcode: int | None, status: Status, session_id: int) -> int:
         """Write the outcome of a controlq request (``opcode`` None: the header was truncated) and return its used
         length: ``virtio_crypto_create_session_input`` (16) or one status byte (1), see the module docstring."""
-        wire = self.wire_status(status)
+        wire = self.wire_status(status, controlq=True)
         if opcode in _DESTROY_SESSION or writer.capacity < VIRTIO_CRYPTO_CREATE_SESSION_INPUT.size:
             writer.write_at(0, VIRTIO_CRYPTO_DESTROY_SESSION_INPUT.pack(wire))
             return VIRTIO_CRYPTO_DESTROY_SESSION_INPUT.size
@@ -429,11 +433,16 @@ class StandardCodec:
             params = ChainParams(_CHAIN_ORDERS.get(order, order), cipher, auth, aad_len)
         else:
             self._check_size(iv_len, aad_len, src_len, dst_len, result_len)
-        iv = _read(reader, iv_len, "iv")
-        aad = _read(reader, aad_len, "aad") if aad_len > 0 else b""  # stateless vlf: iv, aad, src
-        src = _take(reader, src_len, "src_data")
+        iv, aad, src = self._chain_stateless_vlf(reader, iv_len, aad_len, src_len)
         op = ChainOp(encrypt, iv, src, aad, dst_len, c_start, c_len, h_start, h_len, result_len)
         return params, op, dst_len + result_len
+
+    @staticmethod
+    def _chain_stateless_vlf(reader: ChainReader, iv_len: int, aad_len: int, src_len: int) -> tuple:
+        """(iv, aad, src) of a stateless chain request, read in its struct's order: iv, aad, src_data (AMB-19)."""
+        iv = _read(reader, iv_len, "iv")
+        aad = _read(reader, aad_len, "aad") if aad_len > 0 else b""  # CRY-28
+        return iv, aad, _take(reader, src_len, "src_data")
 
     def _parse_hash_data(self, opcode, flf, stateless_layout, stateless, reader):
         if stateless_layout:
