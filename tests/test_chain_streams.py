@@ -65,3 +65,19 @@ def test_descriptor_chain_takes_precomputed_lengths():
     c = DescriptorChain(7, bufs(2, 3), bufs(5), 5, 5)
     assert (c.id, c.reader.remaining, c.writer.capacity) == (7, 5, 5)
     assert DescriptorChain(0).reader.remaining == 0 and DescriptorChain(0).writer.capacity == 0
+
+
+def test_take_parts_keeps_buffers_apart():
+    """``take_parts``: one view inside one buffer; across buffers the views in order (never joined), whose length
+    and joined bytes are those ``take`` would give; short reads refused as by ``take``."""
+    from vfu_virtio.virtio.chain import ChainReader, Scattered, ShortRead
+    bufs = [memoryview(b"abcd"), memoryview(b"efgh"), memoryview(b"ij")]
+    r = ChainReader(bufs)
+    one = r.take_parts(3)
+    assert isinstance(one, memoryview) and bytes(one) == b"abc"
+    many = r.take_parts(6)
+    assert isinstance(many, Scattered) and len(many) == 6 and [bytes(p) for p in many.parts] == [b"d", b"efgh", b"i"]
+    assert bytes(many) == b"defghi" and r.remaining == 1
+    with pytest.raises(ShortRead):
+        r.take_parts(2)
+    assert bytes(r.take_parts(1)) == b"j"

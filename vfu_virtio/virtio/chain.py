@@ -20,6 +20,23 @@ class ShortRead(Exception):
     """The readable part of a chain ended before ``n`` bytes could be read (a truncated request)."""
 
 
+class Scattered:
+    """Bytes that lie in several guest buffers, not joined: ``parts`` (memoryviews, in order); ``len()`` is their
+    total in bytes, ``bytes()`` joins them. For primitives that take their input in updates (hashes, MACs)."""
+
+    __slots__ = ("parts", "nbytes")
+
+    def __init__(self, parts: list[memoryview]):
+        self.parts = parts
+        self.nbytes = sum(map(len, parts))
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+
 class ChainReader:
     """Sequential reader over the device-readable buffers of a chain.
 
@@ -53,6 +70,24 @@ class ChainReader:
             self.remaining -= n
             return self._cur[off:end]
         return self._gather(n)
+
+    def take_parts(self, n: int) -> memoryview | bytes | Scattered:
+        """:meth:`take`, but bytes that span several buffers come back as :class:`Scattered` views, never joined."""
+        if n < 0 or n > self.remaining:
+            raise ShortRead(f"wanted {n} bytes, {self.remaining} readable")
+        if self._off + n <= len(self._cur):
+            return self.take(n)
+        parts = []
+        while n:
+            while self._off == len(self._cur):
+                self._idx += 1
+                self._cur, self._off = self._bufs[self._idx], 0
+            k = min(n, len(self._cur) - self._off)
+            parts.append(self._cur[self._off:self._off + k])
+            self._off += k
+            self.remaining -= k
+            n -= k
+        return parts[0] if len(parts) == 1 else Scattered(parts)
 
     def read(self, n: int) -> bytes:
         """Read exactly ``n`` bytes as ``bytes`` (raises :class:`ShortRead` if fewer remain)."""

@@ -68,9 +68,9 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
 from cryptography.hazmat.primitives import cmac, constant_time, hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
-from vfu_virtio.virtio.chain import ChainWriter
+from vfu_virtio.virtio.chain import ChainWriter, Scattered
 
 from . import keys
 from .errors import CryptoStatus
@@ -299,10 +299,15 @@ class DigestEngine:
         if not 1 <= params.result_len <= size:
             raise _err(f"hash_result_len {params.result_len} not in 1..{size} (AMB-18)")
 
-    def digest(self, data: Buffer) -> bytes:
-        """The first ``result_len`` bytes of the digest/MAC of ``data``."""
+    def digest(self, data: Buffer | Scattered) -> bytes:
+        """The first ``result_len`` bytes of the digest/MAC of ``data`` (:class:`Scattered` parts: one update
+        each, never joined)."""
         ctx = self.fresh.copy()
-        ctx.update(data)
+        if isinstance(data, Scattered):
+            for part in data.parts:
+                ctx.update(part)
+        else:
+            ctx.update(data)
         return ctx.finalize()[:self.result_len]
 
 
@@ -426,6 +431,13 @@ class AeadSession:
             raise _err(f"tag_len {tag_len} is not legal for AEAD algorithm {algo}")
         self.algo, self.key, self.tag_len = algo, key, tag_len
         self.encrypt = _direction(params.op)
+        # the one-shot primitive that writes into a caller's buffer (AES-GCM only with its full 16-byte tag)
+        if algo == "AES-GCM":
+            self._into = AESGCM(key) if tag_len == 16 else None
+        elif algo == "AES-CCM":
+            self._into = AESCCM(key, tag_len)
+        else:
+            self._into = ChaCha20Poly1305(key)
 
     def _check_iv(self, iv: bytes) -> None:
         n = len(iv)
@@ -437,23 +449,45 @@ class AeadSession:
             raise _err(f"iv_len {n} is not legal for AEAD algorithm {self.algo}")
 
     def run(self, op: AeadOp, out: ChainWriter) -> int:
-        """Encrypt: ``dst_data`` = ciphertext || tag. Decrypt: plaintext, or BADMSG on a tag mismatch."""
+        """Encrypt: ``dst_data`` = ciphertext || tag. Decrypt: plaintext, or BADMSG on a tag mismatch.
+
+        Copies: an encryption whose ciphertext and tag fit in one writable descriptor is written there by the
+        primitive itself (``encrypt_into``); a decryption goes into a scratch buffer (``decrypt_into``, which reads
+        ciphertext || tag as it lies in the request) and reaches guest memory only once its tag verified.
+        """
         _same_direction(op.encrypt, self.encrypt)
         if op.tag_len != self.tag_len:
             raise _err(f"tag_len {op.tag_len} != the session's {self.tag_len} (AMB-17)")
         self._check_iv(op.iv)
         t = self.tag_len
+        into = self._into if len(op.iv) != GCM_J0_LEN or self.algo != "AES-GCM" else None
+        n = len(op.src)
         if op.encrypt:
-            if op.dst_len < len(op.src) + t:
+            if op.dst_len < n + t:
                 raise _err(f"dst_data_len {op.dst_len} < src_data_len + tag_len")
+            view = out.view(0, n + t) if into is not None else None
+            if view is not None:
+                try:
+                    into.encrypt_into(op.iv, op.src, op.aad, view[:n + t])
+                except (ValueError, OverflowError) as e:  # e.g. CCM message too long for the nonce's length field
+                    raise _err(f"AEAD encryption refused: {e}") from None
+                return n + t
             result = self._seal(op.iv, op.src, op.aad)
         else:
-            if len(op.src) < t:
-                raise _err(f"src_data_len {len(op.src)} < tag_len {t}")
-            if op.dst_len < len(op.src) - t:
+            if n < t:
+                raise _err(f"src_data_len {n} < tag_len {t}")
+            if op.dst_len < n - t:
                 raise _err(f"dst_data_len {op.dst_len} < src_data_len - tag_len")
             try:
-                result = self._open(op.iv, op.src[:-t] if t else op.src, op.src[len(op.src) - t:], op.aad)
+                if into is not None:
+                    result = bytearray(n - t)
+                    try:
+                        into.decrypt_into(op.iv, op.src, op.aad, result)
+                    except (ValueError, OverflowError) as e:
+                        raise _err(f"AEAD decryption refused: {e}") from None
+                else:
+                    src = memoryview(op.src)
+                    result = self._open(op.iv, src[:n - t], bytes(src[n - t:]), op.aad)
             except InvalidTag:
                 raise CryptoStatus(Status.BADMSG, "authentication tag mismatch") from None
         out.write_at(0, result)  # a plaintext only once its tag verified

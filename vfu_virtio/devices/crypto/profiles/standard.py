@@ -76,7 +76,7 @@ from vfu_virtio.abi.crypto import (VIRTIO_CRYPTO_AEAD_CREATE_SESSION_FLF, VIRTIO
                                    VIRTIO_CRYPTO_OP_HEADER, VIRTIO_CRYPTO_RSA_SESSION_PARA,
                                    VIRTIO_CRYPTO_SYM_CREATE_SESSION_FLF, VIRTIO_CRYPTO_SYM_DATA_FLF,
                                    VIRTIO_CRYPTO_SYM_DATA_FLF_STATELESS)
-from vfu_virtio.virtio.chain import ChainReader, ChainWriter, ShortRead
+from vfu_virtio.virtio.chain import ChainReader, ChainWriter, Scattered, ShortRead
 
 from ..errors import CryptoStatus
 from ..profile import AlgorithmTables, ConfigValues, Profile
@@ -184,6 +184,14 @@ def _read(reader: ChainReader, n: int, what: str) -> bytes:
 def _take(reader: ChainReader, n: int, what: str) -> Buffer:
     try:
         return reader.take(n)
+    except ShortRead as e:
+        raise CryptoStatus(Status.ERR, f"truncated {what}: {e}") from None
+
+
+def _take_parts(reader: ChainReader, n: int, what: str) -> Buffer | Scattered:
+    """:func:`_take` for a source a primitive takes in updates: several guest buffers stay apart (no join)."""
+    try:
+        return reader.take_parts(n)
     except ShortRead as e:
         raise CryptoStatus(Status.ERR, f"truncated {what}: {e}") from None
 
@@ -451,7 +459,7 @@ class StandardCodec:
             src_len, result_len = VIRTIO_CRYPTO_HASH_DATA_FLF.unpack_from(flf)
         self._check_size(src_len, result_len)
         params = HashParams(self._name(Service.HASH, algo), result_len) if stateless else None
-        return params, DigestOp(_take(reader, src_len, "src_data"), result_len), result_len
+        return params, DigestOp(_take_parts(reader, src_len, "src_data"), result_len), result_len
 
     def _parse_mac_data(self, opcode, flf, stateless_layout, stateless, reader):
         params = None
@@ -465,7 +473,7 @@ class StandardCodec:
             src_len, result_len = VIRTIO_CRYPTO_MAC_DATA_FLF.unpack_from(flf)
         if params is None:
             self._check_size(src_len, result_len)
-        return params, DigestOp(_take(reader, src_len, "src_data"), result_len), result_len
+        return params, DigestOp(_take_parts(reader, src_len, "src_data"), result_len), result_len
 
     def _parse_aead_data(self, opcode, flf, stateless_layout, stateless, reader):
         params = None
