@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from common import Spread, add_output_options, line_plot, parser
+from common import Spread, add_output_options, line_plot, parser, proc_cpu_seconds
 from vfu_virtio.abi import crypto as C
 from vfu_virtio.client import crypto as D
 from vfu_virtio.client.spawn import Server
@@ -73,7 +73,14 @@ class Device:
 
     def rate(self, req: D.Request, seconds: float) -> float:
         """Requests/s over all driven queues with two batches in flight on each: the driver refills one while the
-        device works on the other, so the two processes overlap instead of taking turns."""
+        device works on the other, so the two processes overlap instead of taking turns. The device process's CPU
+        time per request (user + sys, µs) goes to :attr:`cpu_us`."""
+        c0 = proc_cpu_seconds(self.drv.server_pid)
+        n, rate = self._rate(req, seconds)
+        self.cpu_us = (proc_cpu_seconds(self.drv.server_pid) - c0) * 1e6 / n
+        return rate
+
+    def _rate(self, req: D.Request, seconds: float) -> tuple[int, float]:
         queues = [self.drv.queue(i) for i in range(self.queues)]
         for q in queues:
             results = q.run([([req.readable], [req.writable])] * self.batch, batch=self.batch)
@@ -95,8 +102,8 @@ class Device:
             if dt >= seconds:
                 for q in queues:
                     while q.vq.in_flight:
-                        q.wait(timeout=30, min_completions=q.vq.in_flight)
-                return n / dt
+                        n += len(q.wait(timeout=30, min_completions=q.vq.in_flight))
+                return n, n / dt
 
 
 def symmetric_cases(dev: Device, sizes):
@@ -150,10 +157,11 @@ def signature_cases(dev: Device):
 
 
 @contextlib.contextmanager
-def served(directory: str, name: str, bulk_threshold: int | None, profile: str = "standard"):
+def served(directory: str, name: str, bulk_threshold: int | None, profile: str = "standard", loop: tuple = ()):
     """A ``vfu-virtio crypto`` server process of crypto profile ``profile`` (bulk_threshold None: the device
-    default), started with the project's spawner (ready when it says so), and an initialized driver on it."""
-    options = ["--queues", str(DATAQUEUES), "--max-size", str(4 << 20), "--profile", profile]
+    default; ``loop``: further options, e.g. ``--poll-us 50``), started with the project's spawner (ready when it
+    says so), and an initialized driver on it (its ``server_pid`` is the device process)."""
+    options = ["--queues", str(DATAQUEUES), "--max-size", str(4 << 20), "--profile", profile, *loop]
     if bulk_threshold is not None:
         options += ["--bulk-threshold", str(bulk_threshold)]
     server = Server("crypto", str(Path(directory) / f"{name}.sock"), str(Path(directory) / f"{name}.db"), options,
@@ -161,6 +169,7 @@ def served(directory: str, name: str, bulk_threshold: int | None, profile: str =
     try:
         with VirtioPciDriver.connect(server.socket, mem_size=256 << 20) as drv:
             drv.init(features_wanted=DEFAULT_DRIVER_FEATURES)
+            drv.server_pid = server.pid
             yield drv
     finally:
         server.stop()
@@ -174,25 +183,29 @@ def measure(args, sizes, wanted, seconds) -> None:
     """One device: the table against direct `cryptography` (and the plot), ``--repeats`` paired measurements a
     cell."""
     rows = []
-    with tempfile.TemporaryDirectory() as d, served(d, "crypto", args.bulk_threshold, args.profile) as drv:
+    with tempfile.TemporaryDirectory() as d, \
+            served(d, "crypto", args.bulk_threshold, args.profile, tuple(args.device_options.split())) as drv:
         dev = Device(drv, args.batch, args.queues_driven)
         # the drafts' profiles have no AKCIPHER service (their session-mode requests are the standard's, byte for byte)
         signatures = signature_cases(dev) if args.profile == "standard" else []
         for name, size, req, direct in selected([*symmetric_cases(dev, sizes), *signatures], wanted):
-            pairs = [(dev.rate(req, seconds), timed(direct, seconds, 1)) for _ in range(args.repeats)]
+            pairs, cpu = [], []
+            for _ in range(args.repeats):  # device and direct alternate, so a load change hits both alike
+                pairs.append((dev.rate(req, seconds), timed(direct, seconds, 1)))
+                cpu.append(dev.cpu_us)
             rows.append((name, size, Spread.of(v for v, _c in pairs), Spread.of(c for _v, c in pairs),
-                         Spread.of(v / c for v, c in pairs)))
-    print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, size, via, ceiling, ratio in rows:
+                         Spread.of(v / c for v, c in pairs), Spread.of(cpu)))
+    print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio | device CPU µs/req |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, size, via, ceiling, ratio, cpu in rows:
         print(f"| {name} | {size} | {via.format()} | {via.scaled(size / 1e6).format('.1f')} | {ceiling.format()} | "
-              f"{ceiling.scaled(size / 1e6).format('.1f')} | {ratio.format('.2f')} |")
+              f"{ceiling.scaled(size / 1e6).format('.1f')} | {ratio.format('.2f')} | {cpu.format('.1f')} |")
     print(f"\nmedian (min-max) over {args.repeats} repeat(s) of {seconds:g} s; ratio: the median of the paired "
           "ratios device/direct")
     if args.no_plot:
         return
     lines = {}
-    for name, size, _via, _ceiling, ratio in rows:
+    for name, size, _via, _ceiling, ratio, _cpu in rows:
         if not name.startswith(("RSA", "ECDSA")):
             lines.setdefault(name, []).append((size, ratio))
     print(line_plot(args.out / "crypto_throughput.png", "vfu-virtio crypto throughput relative to in-process "
@@ -234,6 +247,8 @@ def main() -> None:
     ap.add_argument("--queues-driven", type=int, choices=(1, 2), default=1, help="data queues driven at once")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes in bytes, comma-separated")
     ap.add_argument("--ops", default=None, help="only these operations (comma-separated names as in the table)")
+    ap.add_argument("--device-options", default="", help="further vfu-virtio options for the device, space-separated "
+                    "(e.g. '--poll-us 50' or '--notify mmap --poll-us 50')")
     add_output_options(ap)
     ap.add_argument("--profile", default="standard", help="the device's crypto profile (standard, v16, asym-rfc3: "
                     "the drafts serve the symmetric operations only, in session mode)")
@@ -245,7 +260,8 @@ def main() -> None:
     threshold = "device default" if args.bulk_threshold is None else f"{args.bulk_threshold} B"
     print(f"{platform.machine()} {cpu}, {os.cpu_count()} cores; profile {args.profile}; {args.batch} requests per "
           f"kick; {seconds} s per measurement; {args.queues_driven} data queue(s) driven; bulk threshold "
-          + (f"{threshold}" if args.compare_threshold is None else f"A vs B, {args.rounds} rounds"))
+          + (f"{threshold}" if args.compare_threshold is None else f"A vs B, {args.rounds} rounds")
+          + f"; device options: {args.device_options or '(defaults)'}; load average {os.getloadavg()[0]:.2f}")
     if args.compare_threshold is None:
         measure(args, sizes, wanted, seconds)
     else:
