@@ -73,8 +73,9 @@ class SplitRing(DeviceRing):
         size = self.size
         if head >= size:
             raise GuestError(f"queue {self.index}: head descriptor {head} >= queue_size {size}")
-        table, idx = self.desc, head
+        table, table_len, idx = self.desc, size, head
         ttl = size
+        in_indirect = False
         total = write_len = 0
         translate = self.mem.translate
         unpack_from = VIRTQ_DESC.unpack_from
@@ -83,17 +84,28 @@ class SplitRing(DeviceRing):
         while True:
             if ttl == 0:
                 raise GuestError(f"queue {self.index}: descriptor chain from head {head} is longer than "
-                                 f"queue_size (loop?)")
+                                 f"{'its indirect table' if in_indirect else 'queue_size'} (loop?)")
             ttl -= 1
             addr, length, flags, nxt = unpack_from(table, 16 * idx)
             if flags & VIRTQ_DESC_F_INDIRECT:
+                if in_indirect:
+                    raise GuestError(f"queue {self.index}: nested indirect descriptor in chain {head}")
                 if flags & VIRTQ_DESC_F_NEXT:
                     self.note("indirect-with-next", f"queue {self.index}: INDIRECT descriptor with NEXT in chain "
                                                     f"{head} (the rest of the chain is ignored)")
-                t, w = self._walk_indirect(head, addr, length, readable, writable, total)
-                total += t
-                write_len += w
-                break
+                table_len = ttl = self._check_indirect(head, length)
+                table = translate(addr, length)
+                fast = indirect_views(self.mem, VIRTQ_DESC.iter_unpack(table), table_len, total, split=True)
+                if fast is not None and not (fast[0] and writable):
+                    readable += fast[0]
+                    writable += fast[1]
+                    total += fast[2]
+                    write_len += fast[3]
+                    break
+                # else walk the table entry by entry below: that names the fault
+                idx = 0
+                in_indirect = True
+                continue
             total += length
             if total > MAX_CHAIN_BYTES:
                 raise GuestError(f"queue {self.index}: chain {head} exceeds {MAX_CHAIN_BYTES} bytes")
@@ -107,57 +119,10 @@ class SplitRing(DeviceRing):
                 readable.append(translate(addr, length))
             if not flags & VIRTQ_DESC_F_NEXT:
                 break
-            if nxt >= size:
-                raise GuestError(f"queue {self.index}: next index {nxt} out of range {size}")
+            if nxt >= table_len:
+                raise GuestError(f"queue {self.index}: next index {nxt} out of range {table_len}")
             idx = nxt
         return DescriptorChain(head, readable, writable, total - write_len, write_len)
-
-    def _walk_indirect(self, head: int, addr: int, length: int, readable: list, writable: list,
-                       before: int) -> tuple[int, int]:
-        """Walk the indirect table of chain ``head`` (``before`` bytes came earlier in the chain); returns (bytes,
-        writable bytes). The common case goes fast (:func:`~.ring.indirect_views`, entries in table order); anything
-        it does not take (an error, a buffer outside the DMA region used last, ``next`` out of order) is walked again
-        descriptor by descriptor, which names the fault."""
-        count = self._check_indirect(head, length)
-        table = self.mem.translate(addr, length)
-        fast = indirect_views(self.mem, VIRTQ_DESC.iter_unpack(table), count, before, split=True)
-        if fast is not None and not (fast[0] and writable):
-            readable.extend(fast[0])
-            writable.extend(fast[1])
-            return fast[2], fast[3]
-        return self._walk_indirect_checked(head, table, count, readable, writable, before)
-
-    def _walk_indirect_checked(self, head: int, table: memoryview, count: int, readable: list, writable: list,
-                               before: int) -> tuple[int, int]:
-        """The indirect table descriptor by descriptor, every rule checked and named (see the module docstring)."""
-        translate = self.mem.translate
-        total = write_len = 0
-        idx, ttl = 0, count
-        while True:
-            if ttl == 0:
-                raise GuestError(f"queue {self.index}: descriptor chain from head {head} is longer than its "
-                                 f"indirect table (loop?)")
-            ttl -= 1
-            a, ln, flags, nxt = VIRTQ_DESC.unpack_from(table, 16 * idx)
-            if flags & VIRTQ_DESC_F_INDIRECT:
-                raise GuestError(f"queue {self.index}: nested indirect descriptor in chain {head}")
-            total += ln
-            if before + total > MAX_CHAIN_BYTES:
-                raise GuestError(f"queue {self.index}: chain {head} exceeds {MAX_CHAIN_BYTES} bytes")
-            if flags & VIRTQ_DESC_F_WRITE:
-                writable.append(translate(a, ln, True))
-                write_len += ln
-            else:
-                if writable:
-                    raise GuestError(f"queue {self.index}: chain {head} has a readable descriptor after a "
-                                     f"writable one")
-                readable.append(translate(a, ln))
-            if not flags & VIRTQ_DESC_F_NEXT:
-                break
-            if nxt >= count:
-                raise GuestError(f"queue {self.index}: next index {nxt} out of range {count}")
-            idx = nxt
-        return total, write_len
 
     def push(self, chain: DescriptorChain, written: int) -> None:
         VIRTQ_USED_ELEM.pack_into(self.used, 4 + 8 * (self.used_idx % self.size), chain.id, written)
