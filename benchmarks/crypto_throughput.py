@@ -195,7 +195,8 @@ def measure(args, sizes, wanted, seconds) -> None:
                 cpu.append(dev.cpu_us)
             rows.append((name, size, Spread.of(v for v, _c in pairs), Spread.of(c for _v, c in pairs),
                          Spread.of(v / c for v, c in pairs), Spread.of(cpu)))
-    print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio | device CPU µs/req |")
+    print("| operation | size (B) | device ops/s | device MB/s | direct ops/s | direct MB/s | ratio "
+          "| device CPU µs/req |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, size, via, ceiling, ratio, cpu in rows:
         print(f"| {name} | {size} | {via.format()} | {via.scaled(size / 1e6).format('.1f')} | {ceiling.format()} | "

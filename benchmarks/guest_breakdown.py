@@ -31,7 +31,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import Spread, add_output_options, bar_plot, host_line, parser, proc_cpu_seconds
+from common import DEFAULT_OUT, Spread, bar_plot, host_line, parser, proc_cpu_seconds
 from vfu_virtio import control
 from vfu_virtio.qemu.kit import GuestKit
 from vfu_virtio.qemu.scenario import CryptoPlan, run_guest
@@ -146,7 +146,8 @@ def main() -> None:
                     help="LABEL=OPTIONS: a vfu-virtio loop configuration (options comma-separated, e.g. "
                          "poll=--poll-us,300); default: message= (the device's defaults)")
     ap.add_argument("--no-qemu", action="store_true", help="leave QEMU's builtin device out")
-    add_output_options(ap)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory the plot is written to")
+    ap.add_argument("--no-plot", action="store_true", help="print the tables only")
     args = ap.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
     modes = {}

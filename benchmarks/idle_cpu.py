@@ -8,7 +8,7 @@ beside the state the device left its ring in (notifications on: it went back to 
 nothing asserts on time.
 
     scripts/bench idle_cpu [--seconds 5] [--repeats 3] [--mode message=] [--mode poll=--poll-us,300]
-        [--mode mmap=--notify,mmap,--poll-us,300]
+        [--mode mmap=--notify,mmap,--poll-us,300] [--out DIR] [--no-plot]
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import os
 import struct
 import tempfile
 import time
+from pathlib import Path
 
-from common import Spread, host_line, parser, proc_cpu_seconds
+from common import DEFAULT_OUT, Spread, bar_plot, host_line, parser, proc_cpu_seconds
 from vfu_virtio.abi import crypto as C
 from vfu_virtio.client import crypto as D
 from vfu_virtio.client.spawn import ServerGroup
@@ -67,7 +68,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="idle seconds measured per round")
     ap.add_argument("--repeats", type=int, default=3, help="rounds per mode, alternating")
     ap.add_argument("--warm", type=int, default=200, help="requests before the idle interval")
-    ap.add_argument("--mode", action="append", default=[], help="LABEL=OPTIONS (comma-separated vfu-virtio options)")
+    ap.add_argument("--mode", action="append", default=[],
+                    help="LABEL=OPTIONS (comma-separated vfu-virtio options); default: " + " ".join(DEFAULT_MODES))
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory the plot is written to")
+    ap.add_argument("--no-plot", action="store_true", help="print the table only")
     args = ap.parse_args()
     modes = {}
     for spec in args.mode or DEFAULT_MODES:
@@ -88,6 +92,9 @@ def main() -> None:
     for label, opts in modes.items():
         print(f"| {label} | {' '.join(opts) or '(defaults)'} | {Spread.of(cpu[label]).format('.2f')} | "
               f"{'/'.join(sorted(states[label]))} |")
+    if not args.no_plot:
+        print(bar_plot(args.out / "idle_cpu.png", "idle device CPU, % of one core (driver attached)", "% of one core",
+                       {"idle": {label: Spread.of(v) for label, v in cpu.items()}}))
 
 
 if __name__ == "__main__":

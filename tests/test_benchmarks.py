@@ -13,7 +13,7 @@ import pytest
 from conftest import TOP
 
 BENCH = TOP / "benchmarks"
-SCRIPTS = ("crypto_throughput", "rpmb_throughput", "guest_afalg", "guest_dpdk")
+SCRIPTS = ("crypto_throughput", "rpmb_throughput", "guest_afalg", "guest_dpdk", "guest_breakdown", "idle_cpu")
 
 sys.path.insert(0, str(BENCH))
 from common import NO_MATPLOTLIB, Spread  # noqa: E402
@@ -77,3 +77,12 @@ def test_crypto_benchmark_smoke_run_with_spread_and_plot(tmp_path):
 def test_the_default_output_is_git_ignored():
     r = subprocess.run(["git", "check-ignore", "-q", "benchmarks/out/crypto_throughput.png"], cwd=TOP)
     assert r.returncode == 0
+
+
+def test_idle_benchmark_smoke_run():
+    """One short idle interval per loop mode: the table has a spread of CPU percentages and the state the device
+    left the ring's notifications in (on: it went back to sleeping on the socket)."""
+    r = run("idle_cpu", "--seconds", "0.2", "--repeats", "1", "--warm", "5", "--no-plot")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for mode in ("message", "poll", "mmap"):
+        assert re.search(rf"\| {mode} \| [^|]+ \| [\d.]+ \| on \|", r.stdout), r.stdout

@@ -66,9 +66,10 @@ class DeviceServer:
     ``poll_us``: after a queue's ring runs dry the loop keeps its available buffer notifications off and polls the
     ring for this many microseconds, restarting the window with each request, before enabling them again and
     re-checking the ring (0: enable at once). ``notify``: ``"message"`` (notify writes arrive as vfio-user region
-    writes) or ``"mmap"`` (the notification area is a memfd the client maps, :mod:`vfu_virtio.virtio.notify_area`; the loop
-    polls it, backing off to :data:`MMAP_IDLE_US` when idle). ``stage_timers``: time the loop's stages
-    (:mod:`vfu_virtio.virtio.stages`; shown in :meth:`status` and the final log line).
+    writes) or ``"mmap"`` (the notification area is a memfd the client maps,
+    :mod:`vfu_virtio.virtio.notify_area`; the loop polls it, backing off to :data:`MMAP_IDLE_US` when idle).
+    ``stage_timers``: time the loop's stages (:mod:`vfu_virtio.virtio.stages`; shown in :meth:`status` and the final
+    log line).
     Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (one line naming the path),
     :class:`vfu_virtio.unixsock.SocketPathError` for the status socket, ``LibraryNotFound`` if libvfio-user is
     missing or not the pinned revision, and ValueError for a device that does not fit the PCI layout.
@@ -304,6 +305,8 @@ class DeviceServer:
         self.transport.reset()  # waits for in-flight requests before the memory goes
         self.transport.function.reset()
         self.memory.clear()
+        if self.notify_area is not None:
+            self.notify_area.reset()
 
     def _serve_client(self) -> None:
         fd = self.ctx.poll_fd()

@@ -18,6 +18,7 @@ never fault) and is unmapped with the server.
 """
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 
@@ -43,7 +44,6 @@ class NotifyArea:
         self.fd = os.memfd_create("vfu-virtio-notify", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(self.fd, layout.VIRTIO_BAR_SIZE)
-            import fcntl
             fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
             self._map = mmap.mmap(self.fd, layout.NOTIFY_LENGTH, offset=layout.NOTIFY_OFFSET)
         except BaseException:

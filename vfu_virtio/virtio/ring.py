@@ -53,9 +53,9 @@ def indirect_views(mem: GuestMemory, entries, count: int, before: int, split: bo
     ``(addr, len, id, flags)``, every entry in order, "Indirect Flag: Scatter-Gather Support"). Buffers that follow
     each other in guest memory in one direction become one view; all must lie in the DMA region the ring walk used
     last. Returns (readable views, writable views, bytes, writable bytes), or None for anything unusual (an
-    INDIRECT entry, a packed entry with a flag beyond WRITE (noted by the slow walk), a readable entry after a writable one, another region, a chain beyond
-    :data:`MAX_CHAIN_BYTES`), which the caller then walks descriptor by descriptor to name the fault. The bounds
-    checks are :meth:`GuestMemory.translate`'s, inlined for one region.
+    INDIRECT entry, a packed entry with a flag beyond WRITE (noted by the slow walk), a readable entry after a
+    writable one, another region, a chain beyond :data:`MAX_CHAIN_BYTES`), which the caller then walks descriptor
+    by descriptor to name the fault. The bounds checks are :meth:`GuestMemory.translate`'s, inlined for one region.
     """
     region = mem._hit
     if region is None or region.view is None:
@@ -76,7 +76,9 @@ def indirect_views(mem: GuestMemory, entries, count: int, before: int, split: bo
             a, ln, _id, flags = entry
             last = i == count - 1
         w = flags & _WRITE
-        if (flags & _INDIRECT if split else flags & ~_WRITE) or a < base or a + ln > end or (w and not can_write) or (run_w and not w):
+        if (flags & _INDIRECT if split else flags & ~_WRITE) or a < base or a + ln > end:
+            return None
+        if (w and not can_write) or (run_w and not w):
             return None
         total += ln
         if w:
