@@ -131,14 +131,19 @@ def _split_seeds() -> list[bytes]:
 
 def _packed_seeds() -> list[bytes]:
     """A packed ring of 8: a two-descriptor chain (Buffer ID 5), then an indirect descriptor (Buffer ID 6) to a
-    table of the same two buffers; event suppression structures at 0x100 and 0x104."""
+    table of the same two buffers; event suppression structures at 0x100 and 0x104. The table's first entry comes
+    plain (the fast walk of an indirect table) and with a reserved NEXT flag (the entry-by-entry walk, which notes
+    it)."""
     a, avail = RING_IOVA, VIRTQ_DESC_F_AVAIL
-    table = PVIRTQ_DESC.pack(a + 0x300, 16, 0, 0) + PVIRTQ_DESC.pack(a + 0x340, 16, 0, VIRTQ_DESC_F_WRITE)
     ring = (PVIRTQ_DESC.pack(a + 0x300, 16, 5, avail | VIRTQ_DESC_F_NEXT)
             + PVIRTQ_DESC.pack(a + 0x340, 16, 5, avail | VIRTQ_DESC_F_WRITE)
             + PVIRTQ_DESC.pack(a + 0x380, 32, 6, avail | VIRTQ_DESC_F_INDIRECT))
-    image = _image({0: ring, 0x300: b"fuzz-seed-bytes!", 0x380: table})
-    return [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x104) + image for flags in (0, 1, 2, 3)]
+    seeds = []
+    for first in (0, VIRTQ_DESC_F_NEXT):
+        table = PVIRTQ_DESC.pack(a + 0x300, 16, 0, first) + PVIRTQ_DESC.pack(a + 0x340, 16, 0, VIRTQ_DESC_F_WRITE)
+        image = _image({0: ring, 0x300: b"fuzz-seed-bytes!", 0x380: table})
+        seeds += [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x104) + image for flags in (0, 1, 2, 3)]
+    return seeds
 
 
 @target("split-ring", modules=("vfu_virtio.virtio.split", *_RING_MODULES), seeds=_split_seeds)
