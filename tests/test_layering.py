@@ -12,9 +12,9 @@ from conftest import TOP
 
 #: package -> the vfu_virtio modules (prefixes) its modules must not import. The layers, bottom up (each imports
 #: only what is below it; docs/architecture.md): abi and libvfio_user (nothing of ours), pci, store, virtio,
-#: devices, server, cli; the driver side (client) beside them imports only abi; qemu (the guest harness) sits on
-#: client and the device registry.
-_TOP_LAYERS = ("vfu_virtio.server", "vfu_virtio.cli", "vfu_virtio.qemu", "vfu_virtio.demo")
+#: devices, server, cli; the driver side (client) beside them imports only abi; the conformance checks (conform)
+#: sit on client and abi only; qemu (the guest harness) sits on client and the device registry.
+_TOP_LAYERS = ("vfu_virtio.server", "vfu_virtio.cli", "vfu_virtio.qemu", "vfu_virtio.demo", "vfu_virtio.conform")
 RULES = {
     "vfu_virtio.abi": ("vfu_virtio.devices", "vfu_virtio.client", "vfu_virtio.virtio", "vfu_virtio.store",
                        "vfu_virtio.pci", "vfu_virtio.libvfio_user", *_TOP_LAYERS),
@@ -29,8 +29,10 @@ RULES = {
     "vfu_virtio.devices": ("vfu_virtio.client", "vfu_virtio.pci", "vfu_virtio.libvfio_user", *_TOP_LAYERS),
     "vfu_virtio.client": ("vfu_virtio.devices", "vfu_virtio.store", "vfu_virtio.virtio", "vfu_virtio.pci",
                           "vfu_virtio.libvfio_user", *_TOP_LAYERS),
+    "vfu_virtio.conform": ("vfu_virtio.devices", "vfu_virtio.store", "vfu_virtio.virtio", "vfu_virtio.pci",
+                           "vfu_virtio.libvfio_user", *(t for t in _TOP_LAYERS if t != "vfu_virtio.conform")),
     "vfu_virtio.server": ("vfu_virtio.devices", "vfu_virtio.client", "vfu_virtio.store", "vfu_virtio.cli",
-                          "vfu_virtio.qemu"),
+                          "vfu_virtio.qemu", "vfu_virtio.conform"),
 }
 
 def imported(source: str, module: str, is_package: bool = False) -> set[str]:

@@ -1,5 +1,6 @@
 """The ``vfu-virtio`` command line (click): serve a device of any registered kind, list the kinds, drive an
-RPMB device from the host, print the QEMU command line.
+RPMB device from the host, print the QEMU command line, check a device against the standard (``conform``,
+:mod:`vfu_virtio.conform`), summarise a driver audit (``audit``, :mod:`vfu_virtio.virtio.audit`).
 
 ``vfu-virtio <kind>`` exists for every kind of :mod:`vfu_virtio.devices.registry` (built-in, or named in
 ``VFU_VIRTIO_DEVICES``): its options are the kind's options (data: flag, limits, default, help with the unit)
@@ -7,7 +8,9 @@ plus the common ``--socket``, ``--state``, ``--instance`` and ``--once``, under 
 (:data:`SETTINGS_RULE`). ``vfu-virtio kinds`` lists the registry. Every option names its unit and limit; bad
 values are refused with a message naming the value and the limit. Logs go to stderr with levels
 (``--log-level``). ``--ready-fd N``: a serving process writes ``ready`` to descriptor N once its socket
-listens (used by :mod:`vfu_virtio.client.spawn`).
+listens (used by :mod:`vfu_virtio.client.spawn`). Every serve command also takes the transport's ``--audit FILE``
+(the driver audit), ``--strict``, ``--inject SPEC`` (repeatable: fault injection, :mod:`vfu_virtio.virtio.inject`)
+and ``--inject-seed N``.
 """
 from __future__ import annotations
 
@@ -22,8 +25,10 @@ from typing import Iterable
 
 import click
 
+from .conform.cli import conform_cmd
 from .devices import registry
 from .devices.registry import DeviceKind, Option, RegistryError
+from .virtio import audit, inject
 from .virtio.transport import RING_CHOICES
 
 log = logging.getLogger("vfu_virtio")
@@ -111,6 +116,20 @@ def _common_options() -> list[click.Option]:
                      help="Virtqueue formats offered: any (split, or packed when the driver accepts "
                           "VIRTIO_F_RING_PACKED), split (RING_PACKED withheld), packed (RING_PACKED required: "
                           "FEATURES_OK is refused without it). A transport setting: not stored."),
+        click.Option(["--audit", "audit_path"], type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Driver audit: record every driver requirement of the standard the driver breaks (check "
+                          "id, section, first time, count) in the JSON file FILE, without changing how the device "
+                          "answers. `vfu-virtio audit FILE` summarises it."),
+        click.Option(["--strict"], is_flag=True,
+                     help="With the driver audit: also refuse, by setting DEVICE_NEEDS_RESET, whenever the driver "
+                          "breaks a requirement."),
+        click.Option(["--inject", "faults"], multiple=True, metavar="SPEC",
+                     help="Fault injection (repeatable): KIND[:NAME=VALUE,...] with KIND one of "
+                          f"{', '.join(inject.KINDS)}; filters queue=, op=, min-bytes=, max-bytes=, after=, count=, "
+                          "rate=; error takes status=, delay ms=, reorder window= and ms=, clear-hw-ready "
+                          "restore-ms=, drop-irq and dup-irq vector=N|intx (README, Fault injection)."),
+        click.Option(["--inject-seed", "fault_seed"], type=click.IntRange(0), default=0, show_default=True,
+                     help="Seed of the fault injection's random choices (rate=): the same seed, the same faults."),
     ]
 
 
@@ -124,13 +143,19 @@ def _kind_option(opt: Option) -> click.Option:
 
 def _serve_command(kind: DeviceKind) -> click.Command:
     """``vfu-virtio <kind.name>``: open the instance under the stored-settings rule and serve it."""
-    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, **given) -> None:
+    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, audit_path: str | None,
+              strict: bool, faults: tuple[str, ...], fault_seed: int, **given) -> None:
         from .store import StoreError
+        try:
+            transport = dict(audit_path=audit_path, strict=strict, faults=tuple(map(inject.parse, faults)),
+                             fault_seed=fault_seed)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--inject") from e
         try:
             device = registry.open_device(kind, state, instance, given)
         except (StoreError, RegistryError, ValueError) as e:
             raise click.ClickException(str(e)) from e
-        _serve(obj, kind, device, socket, once, rings)
+        _serve(obj, kind, device, socket, once, rings, transport)
 
     return click.Command(
         kind.name, callback=click.pass_obj(serve), params=[*_common_options(), *map(_kind_option, kind.options)],
@@ -140,14 +165,14 @@ def _serve_command(kind: DeviceKind) -> click.Command:
              f"--instance.\n\n{kind.summary}.\n\n{SETTINGS_RULE}")
 
 
-def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str) -> None:
+def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str, transport: dict) -> None:
     from .libvfio_user import VfuError
     from .libvfio_user._lib import LibraryNotFound
     from .server import DeviceServer
     try:
         # realized: the socket listens
-        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class)
-    except (VfuError, LibraryNotFound, ValueError) as e:
+        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class, **transport)
+    except (VfuError, LibraryNotFound, ValueError, OSError) as e:
         device.close()
         raise click.ClickException(str(e)) from e
     # a supervisor may stop the server as soon as it is ready, before serve_forever installs its own handlers
@@ -291,6 +316,25 @@ def rpmb_read(ctx, address, count, output):
                     click.echo(f"{address + i:5d}: {b.hex()}")
         return result, f"{len(blocks)} block(s) at {address}"
     _rpmb_session(ctx, op)
+
+
+main.add_command(conform_cmd)
+
+
+@main.command("audit")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the audit file's JSON instead (after checking it).")
+def audit_cmd(path: str, as_json: bool) -> None:
+    """Summarise the driver audit FILE a device wrote (`vfu-virtio <kind> --audit FILE`): each driver requirement
+    the driver broke, its check id, the standard's section, the first time and the count. Exit status 1 if the
+    driver broke any."""
+    try:
+        data = audit.load(path)
+    except audit.AuditFileError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(data, indent=1) if as_json else audit.summary(data))
+    if data["violations"]:
+        sys.exit(1)
 
 
 @main.command("qemu-cmdline")

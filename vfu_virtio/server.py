@@ -8,7 +8,8 @@ libvfio-user call; non-blocking attach; ``poll`` on ``vfu_get_poll_fd`` and a wa
 threads that completed a request, and by :meth:`DeviceServer.stop`); after each vfio-user message the notified
 virtqueues are processed and completed requests published; when the client goes away the device is reset (after
 its in-flight requests finished) and the server waits for the next client. SIGINT/SIGTERM stop it cleanly and the
-socket file is removed.
+socket file is removed. The driver audit file (``audit_path``) is brought up to date when a client goes away and at
+shutdown.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from .abi.virtio import VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_VENDOR_ID
 from .libvfio_user import VfuContext
 from .libvfio_user import _lib as L
 from .pci import layout
+from .virtio.audit import Audit
 from .virtio.device import VirtioDevice
+from .virtio.inject import Fault
 from .virtio.memory import GuestMemory
 from .virtio.transport import VirtioPciTransport
 
@@ -39,18 +42,22 @@ CLIENT_RECEIVE_TIMEOUT_S = 5.0
 class DeviceServer:
     """Serve ``device`` on ``socket_path`` until :meth:`stop` (or SIGINT/SIGTERM in :meth:`serve_forever`).
 
-    ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`) and ``pci_class`` go to the transport.
+    ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`), ``pci_class``, ``strict``, ``faults`` and
+    ``fault_seed`` go to the transport; ``audit_path`` is the driver audit file (:mod:`vfu_virtio.virtio.audit`).
     Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (the message names the path
-    and errno), ``LibraryNotFound`` if libvfio-user is missing or not the pinned revision, and ValueError for a
-    device that does not fit the PCI layout.
+    and errno), ``LibraryNotFound`` if libvfio-user is missing or not the pinned revision, OSError if the audit file
+    cannot be written, and ValueError for a device that does not fit the PCI layout or cannot do a fault.
     """
 
     def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO, rings: str = "any",
-                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS):
+                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS, audit_path: str | None = None,
+                 strict: bool = False, faults: tuple[Fault, ...] = (), fault_seed: int = 0):
         self.device = device
         self.socket_path = socket_path
         self.memory = GuestMemory()
-        self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class)
+        self.audit = Audit(audit_path, device.name)
+        self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class, self.audit,
+                                            strict, faults, fault_seed)
         self._stop = threading.Event()
         self.clients = 0
         self._alarm = False
@@ -147,8 +154,10 @@ class DeviceServer:
                 if not self._wait_for_client():
                     break
                 self.clients += 1
+                self.audit.clients = self.clients
                 log.info("client %d attached", self.clients)
                 self.serve_client()
+                self.audit.flush()
                 if max_clients is not None and self.clients >= max_clients:
                     log.info("client %d gone; device reset; exiting after %d client(s)", self.clients, max_clients)
                     break
@@ -226,6 +235,9 @@ class DeviceServer:
     def close(self) -> None:
         """Destroy the libvfio-user context, remove the socket, close the device."""
         self.transport.quiesce("shutdown")
+        if self.transport.injector:
+            self.transport.injector.close()
+        self.audit.flush()
         self.memory.clear()
         self.ctx.destroy()
         self.device.close()

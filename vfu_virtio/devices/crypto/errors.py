@@ -10,9 +10,14 @@ from .values import Status
 
 
 class CryptoStatus(Exception):
-    """Answer the current request with ``status`` (any :class:`~.values.Status` but OK) because of ``why``."""
+    """Answer the current request with ``status`` (any :class:`~.values.Status` but OK) because of ``why``.
 
-    def __init__(self, status: Status, why: str):
+    ``driver_check``: the id of the driver requirement the request broke (``vfu_virtio.virtio.audit.DRIVER_CHECKS``),
+    when that is why; the device reports it to the driver audit.
+    """
+
+    def __init__(self, status: Status, why: str, driver_check: str | None = None):
         super().__init__(f"{status.name}: {why}")
         self.status = status
         self.why = why
+        self.driver_check = driver_check

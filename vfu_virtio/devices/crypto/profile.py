@@ -39,12 +39,14 @@ _SERVICE_OF = {CipherParams: Service.CIPHER, ChainParams: Service.CIPHER, HashPa
 
 class ConfigValues(NamedTuple):
     """What a configuration layout is built from: ``max_dataqueues``, the device ``limits`` (bytes), the advertised
-    ``algorithms`` (service -> number -> name) and the offered ``services``."""
+    ``algorithms`` (service -> number -> name), the offered ``services`` and whether the device is ``ready`` (the
+    standard's VIRTIO_CRYPTO_S_HW_READY)."""
 
     max_dataqueues: int
     limits: Limits
     algorithms: AlgorithmTables
     services: frozenset[Service]
+    ready: bool = True
 
 
 class Codec(Protocol):
@@ -66,6 +68,10 @@ class Codec(Protocol):
     def data_outcome(self, writer: ChainWriter, request: DataRequest | None, status: Status, end: int) -> int:
         """Write a dataq status (``request`` None: it did not parse; ``end``: stream offset past the outputs the
         session wrote); return the used length in bytes."""
+
+    def request_type(self, head: bytes) -> str | None:
+        """The name of the request whose first readable bytes are ``head`` (one of the codec class's
+        ``REQUEST_TYPES``), None if unknown (fault injection's ``op=``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,9 +106,9 @@ class Profile:
         object.__setattr__(self, "advertised", advertised)
         object.__setattr__(self, "services", frozenset(advertised))
 
-    def config_space(self, max_dataqueues: int, limits: Limits) -> bytes:
-        """The device configuration bytes for ``max_dataqueues`` data queues and ``limits``."""
-        return self.config_layout(ConfigValues(max_dataqueues, limits, self.advertised, self.services))
+    def config_space(self, max_dataqueues: int, limits: Limits, ready: bool = True) -> bytes:
+        """The device configuration bytes for ``max_dataqueues`` data queues and ``limits``, ready or not."""
+        return self.config_layout(ConfigValues(max_dataqueues, limits, self.advertised, self.services, ready))
 
     def new_codec(self, features: int, limits: Limits) -> Codec:
         """The codec for the negotiated device-type ``features`` (0 before negotiation)."""
