@@ -16,7 +16,7 @@ from . import devtypes
 from .catalogue import Skipped, check, expect
 from .checks_rings import exchange
 from .checks_transport import provoke_needs_reset
-from .target import Target, fired, wait_fd
+from .target import Target, fired, settle, wait_fd
 
 _PCI = "Virtio Transport Options / Virtio Over PCI Bus"
 _USED = f"{_PCI} / PCI-specific Initialization And Device Operation / Used Buffer Notifications"
@@ -42,14 +42,13 @@ def _queue_vector(t: Target) -> str:
     q = drv.queue(probe.queue)
     if q.eventfd is None:
         raise Skipped("no MSI-X vector could be mapped to the queue")
-    others = [fd for i, fd in enumerate(drv.eventfds) if fd != q.eventfd]
     for fd in drv.eventfds:
         fired(fd)
     exchange(t, drv, q, [probe.readable], [probe.writable])
     n = wait_fd(q.eventfd, 1.0)
-    wrong = [i for i, fd in enumerate(drv.eventfds) if fd in others and fired(fd)]
-    expect(n >= 1, f"no interrupt on the queue's vector {q.vector}" + (f"; vector(s) {wrong} fired instead" if wrong
-                                                                         else ""))
+    wrong = [i for i, fd in enumerate(drv.eventfds) if fd != q.eventfd and fired(fd)]
+    expect(n >= 1, f"no interrupt on the queue's vector {q.vector}" +
+           (f"; vector(s) {wrong} fired instead" if wrong else ""))
     return f"vector {q.vector} signalled"
 
 
@@ -66,11 +65,15 @@ def _no_vector_silent(t: Target) -> str:
     q = drv.setup_queue(probe.queue, vector=None)
     drv.driver_ok()
     exchange(t, drv, q, [probe.readable], [probe.writable])
-    drv.read_common("device_status")
-    wait_fd(drv.eventfds[0], 0.2)
-    signalled = [i for i, fd in enumerate(drv.eventfds) if fired(fd)]
+    signalled = _signalled(drv)
     expect(not signalled, f"vector(s) {signalled} fired for a queue mapped to NO_VECTOR")
     return f"no vector of {len(drv.eventfds)} fired"
+
+
+def _signalled(drv: VirtioPciDriver) -> list[int]:
+    """The MSI-X vectors whose eventfd fired, after a register round trip and :data:`~.target.GRACE_S`."""
+    settle(drv)
+    return [i for i, fd in enumerate(drv.eventfds) if fired(fd)]
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,6 @@ def _config_no_vector(t: Target) -> str:
     drv.setup_msix(t.facts.msix_vectors)
     drv.set_config_vector(None)
     status = provoke_needs_reset(t, drv, None)
-    wait_fd(drv.eventfds[0], 0.5)
-    signalled = [i for i, fd in enumerate(drv.eventfds) if fired(fd)]
+    signalled = _signalled(drv)
     expect(not signalled, f"device_status {status:#x}: vector(s) {signalled} fired with msix_config NO_VECTOR")
     return f"device_status {status:#x}, no vector fired"

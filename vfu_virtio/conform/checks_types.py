@@ -290,14 +290,32 @@ def _unauthenticated_write(t: Target) -> str:
     return f"{R.RESULT_NAMES[want]}, counter {after} unchanged"
 
 
+def _keyed(t: Target, result: int) -> None:
+    """Skipped unless the device has a key (its answer ``result`` says OK); Failed when the user said it has one."""
+    if result != R.VIRTIO_RPMB_RES_OK:
+        expect(t.rpmb_key is None, "the device answers NO_AUTH_KEY, but a key is programmed (--rpmb-key)")
+        raise Skipped("no authentication key is programmed (this tool never programs one)")
+
+
+@check("rpmb.response-mac", f"{_RPMB} / Device Operation / Device Operation: Get Write Counter", "Once a key is "
+       "programmed, a response carries in key_mac the HMAC-SHA256 of its frames with that key (needs --rpmb-key).")
+def _response_mac(t: Target) -> str:
+    if t.rpmb_key is None:
+        raise Skipped("the key is not known (--rpmb-key)")
+    result, frame = _counter(t, _rpmb_queue(t))
+    _keyed(t, result)
+    expect(R.verify(t.rpmb_key, frame.pack()), "the GET_WRITE_COUNTER response's MAC does not verify with the key",
+           frame.key_mac)
+    return "GET_WRITE_COUNTER response MAC verified"
+
+
 @check("rpmb.key-persists-reset", f"{_RPMB} / Device Operation", "The authentication key and the write counter are "
        "kept across a device reset.")
 def _key_persists_reset(t: Target) -> str:
     rpmb_config(t.facts)
     drv = t.ready()
     result, frame = _counter(t, drv.queue(0))
-    if result != R.VIRTIO_RPMB_RES_OK:
-        raise Skipped("no authentication key is programmed (this tool never programs one)")
+    _keyed(t, result)
     drv.init(features_wanted=t.features(t.format()))  # device reset, then initialized again
     after_result, after = _counter(t, drv.queue(0))
     expect(after_result == R.VIRTIO_RPMB_RES_OK and after.write_counter == frame.write_counter,

@@ -23,6 +23,14 @@ def _patterns(values: tuple[str, ...]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
+def _key(path: str) -> bytes:
+    raw = open(path, "rb").read()
+    key = raw if len(raw) == 32 else bytes.fromhex(raw.decode("ascii", "replace").strip() or "zz")
+    if len(key) != 32:
+        raise click.BadParameter(f"{path} holds {len(key)} bytes, not a 32-byte key", param_hint="--rpmb-key")
+    return key
+
+
 def _junit_discovery(path: str, kind: str, message: str) -> None:
     """A JUnit file for a run that found nothing to check: one testcase ``discovery`` with ``kind`` (error, skipped)."""
     suite = ET.Element("testsuite", name="vfu-virtio conform", tests="1", failures="0",
@@ -44,11 +52,14 @@ def _junit_discovery(path: str, kind: str, message: str) -> None:
                    "device offers VIRTIO_F_RING_PACKED); split.* and packed.* checks use their own.")
 @click.option("--timeout", type=click.FloatRange(1.0), default=DEFAULT_TIMEOUT_S, show_default=True, metavar="S",
               help="Seconds one check may take; a vfio-user reply is awaited at most min(5, S/2) seconds.")
+@click.option("--rpmb-key", "rpmb_key_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="An RPMB device's programmed authentication key (32 raw bytes or 64 hex digits): the RPMB checks "
+                   "then verify response MACs and expect the key to be there. The tool never programs a key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the results as JUnit XML to FILE (for CI systems).")
 def conform_cmd(socket: str | None, list_only: bool, only: tuple[str, ...], skip: tuple[str, ...], ring: str,
-                timeout: float, as_json: bool, junit_path: str | None) -> None:
+                timeout: float, rpmb_key_file: str | None, as_json: bool, junit_path: str | None) -> None:
     """Check the vfio-user virtio-pci device on SOCKET against the device requirements of the virtio standard.
 
     Each check drives the device through the project's own driver and reports PASS, FAIL (with the bytes it
@@ -69,8 +80,9 @@ def conform_cmd(socket: str | None, list_only: bool, only: tuple[str, ...], skip
     stream = {} if as_json else dict(
         on_start=lambda facts: click.echo(out.device_line(facts)),
         on_result=lambda c, o: click.echo(out.result_line(c, o.status, o.detail, o.observed, width)))
+    rpmb_key = _key(rpmb_key_file) if rpmb_key_file else None
     try:
-        report = run(socket, checks, timeout, ring, **stream)
+        report = run(socket, checks, timeout, ring, rpmb_key, **stream)
     except NotVirtio as e:
         click.echo(f"{socket}: {e}; nothing to check")
         if junit_path:

@@ -58,9 +58,9 @@ def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
             and not any(fnmatch.fnmatchcase(c.id, p) for p in skip)]
 
 
-def run_check(check: Check, facts: Facts, timeout: float, ring: str) -> Outcome:
+def run_check(check: Check, facts: Facts, timeout: float, ring: str, rpmb_key: bytes | None = None) -> Outcome:
     """Run one check within ``timeout`` seconds (see the module docstring)."""
-    target = Target(facts, min(timeout, vu_reply_timeout(timeout)), ring)
+    target = Target(facts, min(timeout, vu_reply_timeout(timeout)), ring, rpmb_key)
     box: list[Outcome] = []
     t0 = time.monotonic()
 
@@ -101,11 +101,11 @@ def alive(socket_path: str) -> bool:
 
 
 def run(socket_path: str, checks: list[Check], timeout: float = DEFAULT_TIMEOUT_S, ring: str = "auto",
-        on_start: Callable[[Facts], None] | None = None,
+        rpmb_key: bytes | None = None, on_start: Callable[[Facts], None] | None = None,
         on_result: Callable[[Check, Outcome], None] | None = None) -> Report:
     """Check the device on ``socket_path`` with ``checks`` (:func:`select`); ``ring``: auto, split or packed (the
-    format of the ``ring.*`` checks); ``on_start`` sees the first look's facts, ``on_result`` each outcome as it
-    comes. Raises NotVirtio, Unreachable."""
+    format of the ``ring.*`` checks); ``rpmb_key``: an RPMB device's programmed key, if known; ``on_start`` sees the
+    first look's facts, ``on_result`` each outcome as it comes. Raises NotVirtio, Unreachable."""
     t0 = time.monotonic()
     report = Report(discover(socket_path, vu_reply_timeout(timeout)))
     if on_start:
@@ -115,7 +115,7 @@ def run(socket_path: str, checks: list[Check], timeout: float = DEFAULT_TIMEOUT_
         if gone:
             outcome = Outcome(ERROR, gone)
         else:
-            outcome = run_check(check, report.facts, timeout, ring)
+            outcome = run_check(check, report.facts, timeout, ring, rpmb_key)
             if outcome.status == ERROR and not alive(socket_path):
                 gone = f"the device stopped answering during {check.id}"
         report.results.append((check, outcome))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..abi.virtio import VIRTIO_F_RING_PACKED, VIRTIO_PCI_VENDOR_ID, bit
 from ..client import vfio_user as vu
-from ..client.virtio_pci import DEFAULT_DRIVER_FEATURES, PACKED, VirtioDriverError, VirtioPciDriver
+from ..client.virtio_pci import DEFAULT_DRIVER_FEATURES, PACKED, FeaturesRejected, VirtioDriverError, VirtioPciDriver
 from .catalogue import Skipped
 
 #: Guest memory per connection (rings and request buffers).
@@ -109,12 +109,14 @@ def discover(socket_path: str, timeout: float) -> Facts:
 
 class Target:
     """The device under test for one check (see the module docstring). ``ring``: ``split``, ``packed`` or ``auto``
-    (packed when offered), the virtqueue format of the checks that work on either."""
+    (packed when offered), the virtqueue format of the checks that work on either. ``rpmb_key``: the RPMB
+    device's authentication key, when the user knows one is programmed (32 bytes)."""
 
-    def __init__(self, facts: Facts, timeout: float, ring: str = "auto"):
+    def __init__(self, facts: Facts, timeout: float, ring: str = "auto", rpmb_key: bytes | None = None):
         self.facts = facts
         self.timeout = timeout
         self.ring = ring
+        self.rpmb_key = rpmb_key
         self._clients: list[vu.VfioUserClient] = []
         self._drivers: list[VirtioPciDriver] = []
         self._fds: list[int] = []
@@ -169,7 +171,12 @@ class Target:
         :meth:`format` ``fmt``, features :meth:`features`."""
         fmt = self.format(fmt)
         drv = self.driver()
-        drv.init(features_wanted=self.features(fmt, extra, without), use_msix=msix, queue_size=queue_size)
+        try:
+            drv.init(features_wanted=self.features(fmt, extra, without), use_msix=msix, queue_size=queue_size)
+        except FeaturesRejected as e:
+            if fmt == "split" and self.facts.packed_offered:  # a device may require packed virtqueues
+                raise Skipped(f"the device refuses split virtqueues: {e}") from None
+            raise
         return drv
 
     def eventfd(self) -> int:
