@@ -85,7 +85,7 @@ def test_a_device_without_a_key_skips_what_needs_one(serve):
         "rpmb.key-persists-reset": (SKIP, "no authentication key is programmed (this tool never programs one)")}
 
 
-# ---- every check fails on its negative control ---------------------------------------------------------------------------
+# ---- every check fails on its negative control ----------------------------------------------------------------------
 def _d(defect: str, kind: str = "rpmb", ring: str = "any", key: bool = False):
     return ("defect", defect, kind, ring, key)
 

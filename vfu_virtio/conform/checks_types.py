@@ -194,9 +194,9 @@ def _hash_result(t: Target) -> str:
     req = requests.digest_data(C.VIRTIO_CRYPTO_HASH, session_id, message, 32)
     _used, data = data_q.request([req.readable], [req.writable], t.timeout)
     out = b"".join(data)
-    expect(out[-1] == C.VIRTIO_CRYPTO_OK and out[:32] == hashlib.sha256(message).digest(),
-           f"status {C.STATUS_NAMES.get(out[-1], out[-1])}, digest {'right' if out[:32] == hashlib.sha256(message).digest() else 'wrong'}",
-           out)
+    right = out[:32] == hashlib.sha256(message).digest()
+    expect(out[-1] == C.VIRTIO_CRYPTO_OK and right, f"status {C.STATUS_NAMES.get(out[-1], out[-1])}, digest "
+           f"{'right' if right else 'wrong'}", out)
     return "SHA-256 of 100 bytes = hashlib's"
 
 

@@ -1,4 +1,5 @@
-"""The device under test: what the first look found (:class:`Facts`), and the connections a check opens (:class:`Target`).
+"""The device under test: what the first look found (:class:`Facts`), and the connections a check opens
+(:class:`Target`).
 
 :func:`discover` connects once with the project's vfio-user client and reads what every check starts from: the PCI
 identity and the whole 256-byte config space (VFIO region 7), then, through the project's virtio-pci driver, the

@@ -10,10 +10,10 @@ A fault is one ``--inject`` argument, ``KIND[:NAME=VALUE[,NAME=VALUE...]]`` (:fu
     reorder        hold completions until window=N (default 2) are held, or ms=N (default 20) passed, then complete
                    them newest first: out of order
     needs-reset    set DEVICE_NEEDS_RESET instead of handling the request (which is never completed)
-    config-change  raise a configuration change (config_generation moves, the configuration vector fires), then
-                   handle the request
-    clear-hw-ready clear the crypto device's VIRTIO_CRYPTO_S_HW_READY status bit (a configuration change), then
-                   handle the request; restore-ms=N sets it again N milliseconds later (default: never)
+    config-change  handle the request, then raise a configuration change (config_generation moves, the
+                   configuration vector fires)
+    clear-hw-ready handle the request, then clear the crypto device's VIRTIO_CRYPTO_S_HW_READY status bit (a
+                   configuration change); restore-ms=N sets it again N milliseconds later (default: never)
     drop-irq       do not send an interrupt the device sends: vector=N (an MSI-X vector), vector=intx, or any
     dup-irq        send an interrupt twice (same vector filter)
 
@@ -218,28 +218,36 @@ class Injector:
         what = f"request on queue {queue} ({op() or 'request'}, {chain.reader.remaining} readable bytes)"
         error = None
         wrap: list[_Armed] = []
+        after: list[_Armed] = []
         for armed in fired:
             self._fired(armed, f"{armed.kind} on a {what}")
             if armed.kind == "needs-reset":
                 raise GuestError(f"injected fault {armed.fault.text!r} on a {what}")
-            if armed.kind == "config-change":
-                self._config_changed()
-            elif armed.kind == "clear-hw-ready":
-                self.device.set_ready(False)
-                restore = armed.fault.get("restore-ms")
-                if restore is not None:
-                    self._at(restore, lambda: self._on_loop(lambda: self.device.set_ready(True)))
-            elif armed.kind == "error":
+            if armed.kind == "error":
                 error = armed.fault.get("status", self.device.error_statuses[0])
+            elif armed.kind in ("config-change", "clear-hw-ready"):
+                after.append(armed)
             else:
                 wrap.append(armed)
         for armed in wrap:
             self._wrap_completion(chain, armed)
         written = self.device.answer_error(queue, chain, error) if error else self.device.handle(queue, chain)
+        for armed in after:
+            self._after(armed)
         if written is not None and wrap:
             chain.complete(written)
             return None
         return written
+
+    def _after(self, armed: _Armed) -> None:
+        """A fault that follows the request: a configuration change, or HW_READY cleared (and restored later)."""
+        if armed.kind == "config-change":
+            self._config_changed()
+            return
+        self.device.set_ready(False)
+        restore = armed.fault.get("restore-ms")
+        if restore is not None:
+            self._at(restore, lambda: self._on_loop(lambda: self.device.set_ready(True)))
 
     def _wrap_completion(self, chain: DescriptorChain, armed: _Armed) -> None:
         complete = chain.completer

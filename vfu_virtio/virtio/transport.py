@@ -291,7 +291,6 @@ class VirtioPciTransport:
         if name == "num_queues":
             return self.num_queues
         if name == "device_status":
-            self._reset_unconfirmed = False
             return self.status
         if name == "config_generation":
             return self.config_generation
@@ -483,6 +482,8 @@ class VirtioPciTransport:
         for off, w, name in _FIELD_AT:
             if off < offset + size and off + w > offset:
                 struct.pack_into(_UINT[w], image, off, self._read_field(name) & ((1 << (8 * w)) - 1))
+                if name == "device_status":
+                    self._reset_unconfirmed = False  # the driver read it back
         return bytes(image[offset:offset + size])
 
     def common_write(self, offset: int, data: bytes) -> None:

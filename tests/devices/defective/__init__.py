@@ -231,7 +231,8 @@ def queue_desc_high_half_ignored():
 @defect
 def reset_keeps_status():
     """Writing 0 to device_status changes nothing ("Device Reset": device_status reads 0 after a reset)."""
-    wrap(VirtioPciTransport, "_write_status", lambda orig: lambda self, value: None if value == 0 else orig(self, value))
+    wrap(VirtioPciTransport, "_write_status",
+         lambda orig: lambda self, value: None if value == 0 else orig(self, value))
 
 
 @defect

@@ -59,9 +59,9 @@ from .request import DataRead, DataWrite, GetWriteCounter, Malformed, ProgramKey
 
 MAX_LIMIT = 0xFF  # max_wr_cnt / max_rd_cnt are u8
 #: request type -> name (fault injection's ``op=``)
-_REQUEST_NAMES = {F.VIRTIO_RPMB_REQ_PROGRAM_KEY: "PROGRAM_KEY", F.VIRTIO_RPMB_REQ_GET_WRITE_COUNTER: "GET_WRITE_COUNTER",
-                  F.VIRTIO_RPMB_REQ_DATA_WRITE: "DATA_WRITE", F.VIRTIO_RPMB_REQ_DATA_READ: "DATA_READ",
-                  F.VIRTIO_RPMB_REQ_RESULT_READ: "RESULT_READ"}
+_REQUEST_NAMES = {F.VIRTIO_RPMB_REQ_PROGRAM_KEY: "PROGRAM_KEY",
+                  F.VIRTIO_RPMB_REQ_GET_WRITE_COUNTER: "GET_WRITE_COUNTER", F.VIRTIO_RPMB_REQ_DATA_WRITE: "DATA_WRITE",
+                  F.VIRTIO_RPMB_REQ_DATA_READ: "DATA_READ", F.VIRTIO_RPMB_REQ_RESULT_READ: "RESULT_READ"}
 
 
 @dataclass(frozen=True)

@@ -539,7 +539,8 @@ def config_layout(values: ConfigValues) -> bytes:
     mac = _mask(algos.get(Service.MAC, ()))
     limits = values.limits
     return VIRTIO_CRYPTO_CONFIG.pack(
-        C.VIRTIO_CRYPTO_S_HW_READY if values.ready else 0, values.max_dataqueues, sum(1 << _SERVICE_BITS[s] for s in values.services),
+        C.VIRTIO_CRYPTO_S_HW_READY if values.ready else 0, values.max_dataqueues,
+        sum(1 << _SERVICE_BITS[s] for s in values.services),
         cipher & 0xFFFFFFFF, cipher >> 32, _mask(algos.get(Service.HASH, ())), mac & 0xFFFFFFFF, mac >> 32,
         _mask(algos.get(Service.AEAD, ())), limits.max_cipher_key_len, limits.max_auth_key_len,
         _mask(algos.get(Service.AKCIPHER, ())), limits.max_size)
