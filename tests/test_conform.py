@@ -9,7 +9,8 @@ that hangs, closes its socket or answers nonsense.
   reports FAIL. The table covers the whole catalogue.
 * The command: exit statuses, ``--list``, ``--only``/``--skip``, ``--json``, ``--junit``; a socket nobody answers
   on, one closed at once, one answering garbage, and a device that stops answering in the middle of a run all give
-  ERROR lines within the time limit, no traceback.
+  ERROR lines within the time limit, no traceback; a vfio-user device that is not a virtio device (libvfio-user's
+  own sample ``gpio-pci-idio-16``, built by ``native/libvfio-user.sh`` into ``$VMKIT/bin``) is named and left alone.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -346,3 +348,45 @@ def test_a_device_that_stops_answering_mid_run_costs_one_time_limit(tmp_path):
                for r in results[first + 1:]), proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert ET.parse(junit).getroot().get("errors") == str(len(results) - first)
+
+
+# ---- a vfio-user device that is not a virtio device -----------------------------------------------------------------
+def gpio_sample() -> Path:
+    """libvfio-user's sample device, as the library's recipe builds it (skipped without it, except under CI)."""
+    path = Path(os.environ.get("VMKIT", TOP / ".vmkit")) / "bin" / "gpio-pci-idio-16"
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: scripts/setup builds it with libvfio-user")
+        pytest.skip(f"{path} is missing (scripts/setup builds it with libvfio-user)")
+    return path
+
+
+def listening(path: Path) -> bool:
+    """Whether a UNIX socket is listening on ``path`` (``/proc/net/unix`` flag __SO_ACCEPTCON), without connecting:
+    the sample serves one client and exits."""
+    return any(line.split()[-1] == str(path) and line.split()[3] == "00010000"
+               for line in Path("/proc/net/unix").read_text().splitlines()[1:] if len(line.split()) > 7)
+
+
+def test_a_non_virtio_device_is_named_and_left_alone(tmp_path):
+    sample = gpio_sample()
+    sock = tmp_path / "gpio.sock"
+    with open(tmp_path / "gpio.log", "wb") as log:
+        proc = subprocess.Popen([str(sample), str(sock)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, "LD_LIBRARY_PATH": str(sample.parent.parent / "lib")})
+    try:
+        deadline = time.monotonic() + 30
+        while not listening(sock):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "gpio.log").read_text()
+            time.sleep(0.01)
+        junit = tmp_path / "conform.xml"
+        out = conform(str(sock), "--junit", str(junit))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert out.stdout == (f"{sock}: PCI 494f:0dc8 (class 0x000000) is not a virtio device: virtio-pci functions have "
+                          "Vendor ID 0x1af4 and Device ID 0x1000..0x107f; nothing to check\n")
+    case = ET.parse(junit).getroot().find("testcase")
+    assert case.get("name") == "discovery" and case.find("skipped") is not None
