@@ -10,6 +10,7 @@ cannot avoid).
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -322,6 +323,15 @@ def test_audit_command_summarises_the_file(serve, tmp_path):
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     bad = subprocess.run([*cmd, str(tmp_path / "other.json")], capture_output=True, text=True, cwd=TOP)
     assert bad.returncode == 1 and "not a vfu-virtio driver audit" in bad.stderr
+
+
+def test_the_readme_shows_the_driver_checks():
+    table = re.findall(r"<!-- driver checks: vfu-virtio audit --list --markdown -->\n(.*?)\n<!-- end -->",
+                       (TOP / "README.md").read_text(), re.S)
+    assert table == [audit.catalogue(markdown=True)]
+    listed = subprocess.run([sys.executable, "-m", "vfu_virtio", "audit", "--list"], capture_output=True, text=True,
+                            cwd=TOP).stdout.split("\n")
+    assert [ln for ln in listed if ln and not ln.startswith(" ")] == list(audit.DRIVER_CHECKS)
 
 
 def test_an_audit_file_that_cannot_be_written_stops_the_server_at_start(tmp_path):

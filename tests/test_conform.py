@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -270,6 +271,12 @@ def test_command_reports_a_failure_with_the_observed_bytes(tmp_path):
         "03 00 00 00]" in line
     failure = ET.parse(junit).getroot().find("testcase/failure")
     assert failure is not None and "09 64 14 02" in failure.text
+
+
+def test_the_readme_shows_the_catalogue():
+    table = re.findall(r"<!-- conform catalogue: vfu-virtio conform --list --markdown -->\n(.*?)\n<!-- end -->",
+                       (TOP / "README.md").read_text(), re.S)
+    assert table == [conform("--list", "--markdown").stdout.rstrip("\n")]
 
 
 def test_list_and_selection_errors():

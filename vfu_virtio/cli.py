@@ -126,7 +126,7 @@ def _common_options() -> list[click.Option]:
         click.Option(["--inject", "faults"], multiple=True, metavar="SPEC",
                      help="Fault injection (repeatable): KIND[:NAME=VALUE,...] with KIND one of "
                           f"{', '.join(inject.KINDS)}; filters queue=, op=, min-bytes=, max-bytes=, after=, count=, "
-                          "rate=; error takes status=, delay ms=, reorder window= and ms=, clear-hw-ready "
+                          "rate=; error takes status=, delay ms=, reorder window= and ms=, clear-hw-ready ms= and "
                           "restore-ms=, drop-irq and dup-irq vector=N|intx (README, Fault injection)."),
         click.Option(["--inject-seed", "fault_seed"], type=click.IntRange(0), default=0, show_default=True,
                      help="Seed of the fault injection's random choices (rate=): the same seed, the same faults."),
@@ -322,12 +322,20 @@ main.add_command(conform_cmd)
 
 
 @main.command("audit")
-@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False), required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the audit file's JSON instead (after checking it).")
-def audit_cmd(path: str, as_json: bool) -> None:
+@click.option("--list", "list_only", is_flag=True, help="Print the driver checks (id, section, requirement) instead; "
+              "no FILE needed.")
+@click.option("--markdown", is_flag=True, help="With --list: a Markdown table (the README's).")
+def audit_cmd(path: str | None, as_json: bool, list_only: bool, markdown: bool) -> None:
     """Summarise the driver audit FILE a device wrote (`vfu-virtio <kind> --audit FILE`): each driver requirement
     the driver broke, its check id, the standard's section, the first time and the count. Exit status 1 if the
     driver broke any."""
+    if list_only:
+        click.echo(audit.catalogue(markdown))
+        return
+    if path is None:
+        raise click.UsageError("FILE is needed (or --list)")
     try:
         data = audit.load(path)
     except audit.AuditFileError as e:

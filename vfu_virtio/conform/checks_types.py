@@ -300,6 +300,7 @@ def _keyed(t: Target, result: int) -> None:
 @check("rpmb.response-mac", f"{_RPMB} / Device Operation / Device Operation: Get Write Counter", "Once a key is "
        "programmed, a response carries in key_mac the HMAC-SHA256 of its frames with that key (needs --rpmb-key).")
 def _response_mac(t: Target) -> str:
+    rpmb_config(t.facts)
     if t.rpmb_key is None:
         raise Skipped("the key is not known (--rpmb-key)")
     result, frame = _counter(t, _rpmb_queue(t))

@@ -44,6 +44,7 @@ def _junit_discovery(path: str, kind: str, message: str) -> None:
 @click.argument("socket", required=False, type=click.Path(dir_okay=False))
 @click.option("--list", "list_only", is_flag=True, help="Print the catalogue (id, level, section, requirement) and "
               "exit; no SOCKET needed.")
+@click.option("--markdown", is_flag=True, help="With --list: a Markdown table (the README's catalogue).")
 @click.option("--only", multiple=True, metavar="IDS", help="Run only these checks: ids or globs, comma-separated or "
               "repeated (e.g. --only 'split.*,pci.revision').")
 @click.option("--skip", multiple=True, metavar="IDS", help="Leave these checks out (ids or globs, as --only).")
@@ -58,8 +59,8 @@ def _junit_discovery(path: str, kind: str, message: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the results as JUnit XML to FILE (for CI systems).")
-def conform_cmd(socket: str | None, list_only: bool, only: tuple[str, ...], skip: tuple[str, ...], ring: str,
-                timeout: float, rpmb_key_file: str | None, as_json: bool, junit_path: str | None) -> None:
+def conform_cmd(socket: str | None, list_only: bool, markdown: bool, only: tuple[str, ...], skip: tuple[str, ...],
+                ring: str, timeout: float, rpmb_key_file: str | None, as_json: bool, junit_path: str | None) -> None:
     """Check the vfio-user virtio-pci device on SOCKET against the device requirements of the virtio standard.
 
     Each check drives the device through the project's own driver and reports PASS, FAIL (with the bytes it
@@ -68,7 +69,7 @@ def conform_cmd(socket: str | None, list_only: bool, only: tuple[str, ...], skip
     serves no virtio device.
     """
     if list_only:
-        click.echo(out.catalogue(ordered()))
+        click.echo(out.catalogue(ordered(), markdown))
         return
     if socket is None:
         raise click.UsageError("SOCKET is needed (or --list)")

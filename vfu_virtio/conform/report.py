@@ -80,6 +80,10 @@ def junit(report: Report) -> bytes:
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
-def catalogue(checks: Iterable[Check]) -> str:
-    """The checks for ``--list``: id and level, then the section and the requirement, indented."""
+def catalogue(checks: Iterable[Check], markdown: bool = False) -> str:
+    """The checks for ``--list``: id and level, then the section and the requirement, indented; or a Markdown table
+    (the README's catalogue)."""
+    if markdown:
+        rows = [f"| `{c.id}` | {c.level} | {c.section} | {c.requirement} |" for c in checks]
+        return "\n".join(["| check | level | section | requirement |", "|---|---|---|---|", *rows])
     return "\n".join(f"{c.id}  ({c.level})\n    {c.section}\n    {c.requirement}" for c in checks)

@@ -261,6 +261,16 @@ def load(path: str) -> dict[str, Any]:
     return data
 
 
+def catalogue(markdown: bool = False) -> str:
+    """The driver checks: id, section, requirement (``vfu-virtio audit --list``); or a Markdown table (the
+    README's)."""
+    checks = DRIVER_CHECKS.values()
+    if markdown:
+        return "\n".join(["| check | section | requirement |", "|---|---|---|",
+                          *(f"| `{c.id}` | {c.section} | {c.requirement} |" for c in checks)])
+    return "\n".join(f"{c.id}\n    {c.section}\n    {c.requirement}" for c in checks)
+
+
 def summary(data: dict[str, Any]) -> str:
     """The audit ``data`` (:func:`load`) for a person: one line per broken requirement (count, check id, first
     time), its section, the requirement and the first occurrence's detail."""

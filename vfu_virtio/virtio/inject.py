@@ -13,7 +13,8 @@ A fault is one ``--inject`` argument, ``KIND[:NAME=VALUE[,NAME=VALUE...]]`` (:fu
     config-change  handle the request, then raise a configuration change (config_generation moves, the
                    configuration vector fires)
     clear-hw-ready handle the request, then clear the crypto device's VIRTIO_CRYPTO_S_HW_READY status bit (a
-                   configuration change); restore-ms=N sets it again N milliseconds later (default: never)
+                   configuration change): at once, or ms=N milliseconds later; restore-ms=N sets it again N
+                   milliseconds after that (default: never)
     drop-irq       do not send an interrupt the device sends: vector=N (an MSI-X vector), vector=intx, or any
     dup-irq        send an interrupt twice (same vector filter)
 
@@ -57,7 +58,7 @@ ONCE = ("needs-reset", "config-change", "clear-hw-ready")
 _INT_PARAMS = ("queue", "min-bytes", "max-bytes", "after", "count", "ms", "window", "restore-ms")
 _PARAMS = {
     "error": ("status",), "delay": ("ms",), "reorder": ("window", "ms"), "needs-reset": (), "config-change": (),
-    "clear-hw-ready": ("restore-ms",), "drop-irq": ("vector",), "dup-irq": ("vector",),
+    "clear-hw-ready": ("ms", "restore-ms"), "drop-irq": ("vector",), "dup-irq": ("vector",),
 }
 _FILTERS = ("queue", "op", "min-bytes", "max-bytes")
 _COMMON = ("after", "count", "rate")
@@ -212,6 +213,8 @@ class Injector:
                 kind_cache.append(self.device.request_type(queue, chain))
             return kind_cache[0]
 
+        if log.isEnabledFor(logging.DEBUG):  # what a filter sees, for whoever writes one
+            log.debug("request on queue %d: %s, %d readable bytes", queue, op(), chain.reader.remaining)
         fired = [a for a in self._requests if self._matches(a.fault, queue, chain, op) and a.fire()]
         if not fired:
             return self.device.handle(queue, chain)
@@ -240,14 +243,21 @@ class Injector:
         return written
 
     def _after(self, armed: _Armed) -> None:
-        """A fault that follows the request: a configuration change, or HW_READY cleared (and restored later)."""
+        """A fault that follows the request: a configuration change, or HW_READY cleared (at once or ``ms`` later,
+        restored ``restore-ms`` after that)."""
         if armed.kind == "config-change":
             self._config_changed()
             return
-        self.device.set_ready(False)
-        restore = armed.fault.get("restore-ms")
-        if restore is not None:
-            self._at(restore, lambda: self._on_loop(lambda: self.device.set_ready(True)))
+        later, restore = armed.fault.get("ms", 0), armed.fault.get("restore-ms")
+
+        def clear() -> None:
+            self.device.set_ready(False)
+            if restore is not None:
+                self._at(restore, lambda: self._on_loop(lambda: self.device.set_ready(True)))
+        if later:
+            self._at(later, lambda: self._on_loop(clear))
+        else:
+            clear()
 
     def _wrap_completion(self, chain: DescriptorChain, armed: _Armed) -> None:
         complete = chain.completer
