@@ -57,9 +57,7 @@ def _queue_vector(t: Target) -> str:
 def _no_vector_silent(t: Target) -> str:
     _msix(t)
     probe = devtypes.probe(t.facts)
-    fmt = t.format()
-    drv = t.driver()
-    drv.negotiate(t.features(fmt) & t.facts.features)
+    drv = t.negotiated()
     drv.setup_msix(t.facts.msix_vectors)
     drv.set_config_vector(0)
     q = drv.setup_queue(probe.queue, vector=None)
@@ -152,8 +150,7 @@ def _isr_pci_status(t: Target) -> str:
 @check("isr.config-bit", _ISR, "The device sets the Device Configuration Interrupt bit (1) of the ISR status before "
        "a configuration change notification (here, the one DEVICE_NEEDS_RESET brings).")
 def _isr_config_bit(t: Target) -> str:
-    drv = t.driver()
-    drv.negotiate(t.features(t.format()) & t.facts.features)
+    drv = t.negotiated()
     fd = t.eventfd()
     try:
         drv.client.set_irqs(vu.VFIO_PCI_INTX_IRQ_INDEX, 0, [fd])
@@ -172,8 +169,7 @@ def _isr_config_bit(t: Target) -> str:
        "interrupt for a configuration change (here, the one DEVICE_NEEDS_RESET brings).")
 def _config_no_vector(t: Target) -> str:
     _msix(t)
-    drv = t.driver()
-    drv.negotiate(t.features(t.format()) & t.facts.features)
+    drv = t.negotiated()
     drv.setup_msix(t.facts.msix_vectors)
     drv.set_config_vector(None)
     status = provoke_needs_reset(t, drv, None)

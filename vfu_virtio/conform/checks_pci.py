@@ -107,6 +107,18 @@ def _present(facts: Facts, cfg_type: int, name: str) -> str:
     return f"{len(caps)} at {', '.join(f'{c.at:#04x}' for c in caps)}"
 
 
+#: (check id, cfg_type, structure, section under "PCI Device Layout"): "The device MUST present at least one ..."
+PRESENT = (("cap.common-present", VIRTIO_PCI_CAP_COMMON_CFG, "common configuration",
+            "Common configuration structure layout"),
+           ("cap.notify-present", VIRTIO_PCI_CAP_NOTIFY_CFG, "notification", "Notification capability"),
+           ("cap.isr-present", VIRTIO_PCI_CAP_ISR_CFG, "ISR status", "ISR status capability"),
+           ("cap.pci-cfg-present", VIRTIO_PCI_CAP_PCI_CFG, "PCI configuration access",
+            "PCI configuration access capability"))
+for _id, _type, _name, _section in PRESENT:
+    check(_id, f"{_LAYOUT} / {_section}", f"The device presents at least one {_name} capability (cfg_type "
+          f"{_type}).")(lambda t, cfg_type=_type, name=_name: _present(t.facts, cfg_type, name))
+
+
 # ---- identity ---------------------------------------------------------------------------------------------------
 @check("pci.device-id", _DISCOVERY, "The PCI Device ID is 0x1040 plus the virtio device id, or the Transitional "
        "Device ID of the device type (with the Subsystem Device ID giving the type).")
@@ -167,12 +179,6 @@ def _cap_len(t: Target) -> str:
     return f"{len(virtio_caps(t.facts.config))} capabilities"
 
 
-@check("cap.common-present", f"{_LAYOUT} / Common configuration structure layout",
-       "The device presents at least one common configuration capability (cfg_type 1).")
-def _common_present(t: Target) -> str:
-    return _present(t.facts, VIRTIO_PCI_CAP_COMMON_CFG, "common configuration")
-
-
 @check("cap.common-layout", f"{_LAYOUT} / Common configuration structure layout",
        "The common configuration structure's offset is 4-byte aligned and its length holds the structure up to "
        "queue_device (56 bytes).")
@@ -181,12 +187,6 @@ def _common_layout(t: Target) -> str:
     expect(c.offset % 4 == 0, f"offset {c.offset:#x} is not 4-byte aligned", c.data)
     expect(c.length >= COMMON_CFG_MIN, f"length {c.length} is less than {COMMON_CFG_MIN}", c.data)
     return f"BAR {c.bar} offset {c.offset:#x} length {c.length}"
-
-
-@check("cap.notify-present", f"{_LAYOUT} / Notification capability",
-       "The device presents at least one notification capability (cfg_type 2).")
-def _notify_present(t: Target) -> str:
-    return _present(t.facts, VIRTIO_PCI_CAP_NOTIFY_CFG, "notification")
 
 
 def _notify(t: Target) -> tuple[VirtioCap, int, bool]:
@@ -224,12 +224,6 @@ def _notify_length(t: Target) -> str:
     return f"length {c.length} >= {worst} for {drv.num_queues} queues"
 
 
-@check("cap.isr-present", f"{_LAYOUT} / ISR status capability",
-       "The device presents at least one ISR status capability (cfg_type 3).")
-def _isr_present(t: Target) -> str:
-    return _present(t.facts, VIRTIO_PCI_CAP_ISR_CFG, "ISR status")
-
-
 @check("cap.device-cfg", f"{_LAYOUT} / Device-specific configuration",
        "A device type with a device-specific configuration presents a device-specific configuration capability "
        "(cfg_type 4), whose offset is 4-byte aligned.")
@@ -242,12 +236,6 @@ def _device_cfg(t: Target) -> str:
     c = caps[0]
     expect(c.offset % 4 == 0, f"offset {c.offset:#x} is not 4-byte aligned", c.data)
     return f"BAR {c.bar} offset {c.offset:#x} length {c.length}"
-
-
-@check("cap.pci-cfg-present", f"{_LAYOUT} / PCI configuration access capability",
-       "The device presents at least one PCI configuration access capability (cfg_type 5).")
-def _pci_cfg_present(t: Target) -> str:
-    return _present(t.facts, VIRTIO_PCI_CAP_PCI_CFG, "PCI configuration access")
 
 
 def _window(t: Target) -> tuple[vu.VfioUserClient, VirtioCap, VirtioCap]:

@@ -298,32 +298,32 @@ def _table(raw: RawSplit, entries: list[tuple[int, int, int]]) -> tuple[int, int
 @check("split.indirect-after-direct", f"{_SPLIT} / The Virtqueue Descriptor Table / Indirect Descriptors", "The "
        "device handles a chain of normal descriptors followed by one indirect descriptor.")
 def _indirect_after_direct(t: Target) -> str:
-    probe, raw = _indirect_queue(t)
-    head, rest = probe.readable[:8], probe.readable[8:]
-    out = raw.mem.alloc(probe.writable, 16)
-    raw.mem.zero(out, probe.writable)
-    table, length = _table(raw, [(raw.buffer(rest), len(rest), 0), (out, probe.writable, VIRTQ_DESC_F_WRITE)])
-    used_id, used_len, elem = raw.send([(raw.buffer(head), len(head), VIRTQ_DESC_F_NEXT, 1),
-                                        (table, length, VIRTQ_DESC_F_INDIRECT, 0)])
-    data = raw.mem.read(out, probe.writable)
-    problem = probe.problem(used_len, data) if used_id == 0 else f"used element id {used_id} for head 0"
-    expect(problem is None, f"a direct descriptor then an indirect one: {problem}", elem)
+    _send_indirect(t, direct=8, flags=VIRTQ_DESC_F_INDIRECT, what="a direct descriptor then an indirect one")
     return "1 direct + 1 indirect descriptor answered"
 
 
 @check("split.indirect-write-flag", f"{_SPLIT} / The Virtqueue Descriptor Table / Indirect Descriptors", "The "
        "device ignores VIRTQ_DESC_F_WRITE in a descriptor that refers to an indirect table.")
 def _indirect_write_flag(t: Target) -> str:
+    _send_indirect(t, direct=0, flags=VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE,
+                   what="an indirect descriptor with VIRTQ_DESC_F_WRITE")
+    return "answered"
+
+
+def _send_indirect(t: Target, direct: int, flags: int, what: str) -> None:
+    """The probe as the first ``direct`` readable bytes in a normal descriptor (none when 0), then one descriptor of
+    ``flags`` to an indirect table of the rest and the writable buffer; Failed unless it is answered as the probe
+    always is."""
     probe, raw = _indirect_queue(t)
     out = raw.mem.alloc(probe.writable, 16)
     raw.mem.zero(out, probe.writable)
-    table, length = _table(raw, [(raw.buffer(probe.readable), len(probe.readable), 0),
-                                 (out, probe.writable, VIRTQ_DESC_F_WRITE)])
-    used_id, used_len, elem = raw.send([(table, length, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE, 0)])
+    rest = probe.readable[direct:]
+    table, length = _table(raw, [(raw.buffer(rest), len(rest), 0), (out, probe.writable, VIRTQ_DESC_F_WRITE)])
+    lead = [(raw.buffer(probe.readable[:direct]), direct, VIRTQ_DESC_F_NEXT, 1)] if direct else []
+    used_id, used_len, elem = raw.send([*lead, (table, length, flags, 0)])
     data = raw.mem.read(out, probe.writable)
     problem = probe.problem(used_len, data) if used_id == 0 else f"used element id {used_id} for head 0"
-    expect(problem is None, f"an indirect descriptor with VIRTQ_DESC_F_WRITE: {problem}", elem)
-    return "answered"
+    expect(problem is None, f"{what}: {problem}", elem)
 
 
 # ---- packed -----------------------------------------------------------------------------------------------------

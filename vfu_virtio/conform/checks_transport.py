@@ -122,8 +122,7 @@ def _queue_address_halves(t: Target) -> str:
 @check("common.reset", f"{_BASIC} / Device Reset", "After the driver writes 0 to device_status the device resets and "
        "device_status reads 0.")
 def _reset(t: Target) -> str:
-    drv = t.driver()
-    drv.negotiate(_valid(t))
+    drv = t.negotiated()
     before = drv.status
     drv.set_status(0)
     expect(_status_zero(drv, t), f"device_status reads {drv.status:#x} after 0 was written (it was {before:#x})",
@@ -147,8 +146,7 @@ def _queue_enable_reset(t: Target) -> str:
 def _msix_driver(t: Target) -> tuple[VirtioPciDriver, int]:
     if not t.facts.msix_vectors:
         raise Skipped("the function has no MSI-X capability")
-    drv = t.driver()
-    drv.negotiate(_valid(t))
+    drv = t.negotiated()
     n = drv.setup_msix(t.facts.msix_vectors)
     if n < 2:
         raise Skipped(f"only {n} MSI-X vector(s) could be set up")
@@ -287,9 +285,7 @@ def _config_before_features_ok(t: Target) -> str:
        "sends no used buffer notification before DRIVER_OK.")
 def _no_use_before_driver_ok(t: Target) -> str:
     probe = devtypes.probe(t.facts)
-    fmt = t.format()
-    drv = t.driver()
-    drv.negotiate(t.features(fmt) & t.facts.features)
+    drv = t.negotiated()
     vector = 1 if drv.setup_msix(2) == 2 else None
     q = drv.setup_queue(probe.queue, vector=vector)
     q.submit([probe.readable], [probe.writable])
@@ -327,8 +323,7 @@ def provoke_needs_reset(t: Target, drv: VirtioPciDriver, queue_vector: int | Non
 @check("status.needs-reset-notifies", f"{_BASIC} / Device Status Field", "After setting DEVICE_NEEDS_RESET with "
        "DRIVER_OK set, the device sends a configuration change notification.")
 def _needs_reset_notifies(t: Target) -> str:
-    drv = t.driver()
-    drv.negotiate(_valid(t))
+    drv = t.negotiated()
     if drv.setup_msix(2) < 1 or drv.set_config_vector(0) is None:
         raise Skipped("MSI-X vector 0 could not be mapped to configuration changes")
     status = provoke_needs_reset(t, drv, None)

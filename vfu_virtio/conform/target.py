@@ -165,6 +165,13 @@ class Target:
         wanted = (DEFAULT_DRIVER_FEATURES | extra) & ~without
         return wanted | PACKED if fmt == "packed" else wanted & ~PACKED
 
+    def negotiated(self, fmt: str | None = None) -> VirtioPciDriver:
+        """A fresh driver after feature negotiation (FEATURES_OK) for ring format :meth:`format` ``fmt``: the
+        project's default features the device offers."""
+        drv = self.driver()
+        drv.negotiate(self.features(self.format(fmt)) & self.facts.features)
+        return drv
+
     def ready(self, fmt: str | None = None, msix: bool = True, extra: int = 0, without: int = 0,
               queue_size: int | None = None) -> VirtioPciDriver:
         """A fresh driver after the whole "Device Initialization" (every queue, at ``queue_size`` or the maximum;
