@@ -129,7 +129,7 @@ def test_the_driver_audit_finds_what_linux_breaks(runs, model):
     come as indirect tables of 292 descriptors on 256-entry virtqueues (README, Driver audit); nothing else is broken,
     on any kernel, on either device."""
     if not ours(model):
-        return
+        pytest.skip("QEMU's own device keeps no driver audit")
     run, _ = runs(model)
     crypto = run.violations("crypto")
     if run.report.find("SYSCTL", name="crypto.af_alg_restrict"):
