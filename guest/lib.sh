@@ -8,6 +8,9 @@
 #   cfg DEV OFF LEN      LEN bytes of DEV's PCI config space at OFF, as hex, lowest address first
 #   cfg16 DEV OFF        the little-endian 16-bit config word at OFF, as 0xNNNN
 #   cfg32 DEV OFF        the little-endian 32-bit config dword at OFF, as a decimal number
+#   sha FILE             the SHA-256 of FILE, hex
+#   crypto_virtio_devs   the virtio devices (virtioN) of device id 20, crypto
+#   wait_for_algs        wait (10 s at most) until virtio_crypto's algorithms are registered and self-tested
 say() { echo "VFU-$*"; }
 param() {
     for w in $(cat /proc/cmdline); do
@@ -43,3 +46,17 @@ report_irqs() {
 cfg() { od -An -v -tx1 -j"$2" -N"$3" "$1/config" | tr -d ' \n'; }
 cfg16() { b=$(cfg "$1" "$2" 2); echo "0x${b#??}${b%??}"; }
 cfg32() { od -An -v -tu4 -j"$2" -N4 "$1/config" | tr -d ' \n'; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+crypto_virtio_devs() {
+    for v in /sys/bus/virtio/devices/*; do
+        [ "$(cat "$v/device" 2>/dev/null)" = 0x0014 ] && basename "$v"
+    done
+}
+algs_settled() {  # no virtio algorithm still a test larval or untested (7.x self-tests after registering)
+    awk '$1 == "driver" {d = $3} $1 == "type" {t = $3} $1 == "selftest" {s = $3}
+         NF == 0 {if (d ~ /^virtio/ && (t == "larval" || s != "passed")) bad = 1; d = t = s = ""}
+         END {if (d ~ /^virtio/ && (t == "larval" || s != "passed")) bad = 1; exit bad}' /proc/crypto
+}
+wait_for_algs() {  # the driver registers its algorithms when it probes; the kernel self-tests them
+    for _ in $(seq 100); do grep -q 'virtio_crypto_aes_cbc' /proc/crypto && algs_settled && return; sleep 0.1; done
+}

@@ -18,7 +18,6 @@ for m in virtio_pci virtio_crypto algif_skcipher algif_akcipher pkcs8_key_parser
 R=/proc/sys/crypto/af_alg_restrict  # 7.x: AF_ALG may not bind an implementation by its driver name
 [ -e $R ] && say SYSCTL name=crypto.af_alg_restrict value=$(cat $R)
 
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 report_virtio() {
     for v in /sys/bus/virtio/devices/*; do
         [ -e "$v" ] || continue
@@ -53,19 +52,6 @@ afalg_checks() {
         [ -s /tmp/dec ] && dec=$(sha /tmp/dec)
         say AFALG phase=$1 size=$size result=$result enc_sha256=$enc dec_sha256=$dec
     done
-}
-crypto_virtio_devs() {
-    for v in /sys/bus/virtio/devices/*; do
-        [ "$(cat "$v/device" 2>/dev/null)" = 0x0014 ] && basename "$v"
-    done
-}
-algs_settled() {  # no virtio algorithm still a test larval or untested (7.x self-tests after registering)
-    awk '$1 == "driver" {d = $3} $1 == "type" {t = $3} $1 == "selftest" {s = $3}
-         NF == 0 {if (d ~ /^virtio/ && (t == "larval" || s != "passed")) bad = 1; d = t = s = ""}
-         END {if (d ~ /^virtio/ && (t == "larval" || s != "passed")) bad = 1; exit bad}' /proc/crypto
-}
-wait_for_algs() {  # the driver registers its algorithms when it probes; the kernel self-tests them
-    for _ in $(seq 100); do grep -q 'virtio_crypto_aes_cbc' /proc/crypto && algs_settled && return; sleep 0.1; done
 }
 phase() {
     report_pci "$1"

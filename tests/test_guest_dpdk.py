@@ -61,6 +61,15 @@ def test_vfu_virtio_log_shows_what_dpdk_did(runs):
     assert "Traceback" not in run.server_logs and run.server_exit_codes == [0, 0], run.server_logs[-3000:]
 
 
+def test_the_driver_audit_finds_what_dpdk_breaks(runs):
+    """DPDK 22.11's PMD sends indirect descriptors without VIRTIO_F_INDIRECT_DESC and writes 0 to queue_enable at
+    every teardown (README, Driver audit); nothing else, and nothing on the RPMB device."""
+    run, _ = runs("vfu-virtio")
+    crypto = run.violations("crypto")
+    assert set(crypto) == {"indirect-without-feature", "queue-enable-0"} and min(crypto.values()) > 100, run.audits
+    assert run.violations("rpmb") == {}
+
+
 def test_qemu_device_met_the_same_intx_check(runs):
     run, _ = runs("qemu-builtin")
     assert "Failed to map descriptor ring" in run.boot.stderr, run.boot.stderr[-2000:]

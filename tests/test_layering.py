@@ -12,10 +12,10 @@ from conftest import TOP
 
 #: package -> the vfu_virtio modules (prefixes) its modules must not import. The layers, bottom up (each imports
 #: only what is below it; docs/architecture.md): abi and libvfio_user (nothing of ours), pci, store, virtio,
-#: devices, server, cli; the driver side (client) beside them imports only abi; qemu (the guest harness) sits on
-#: client and the device registry.
+#: devices, server, cli; the driver side (client) beside them imports only abi; the conformance checks (conform)
+#: sit on client and abi only; qemu (the guest harness) sits on client and the device registry.
 _TOP_LAYERS = ("vfu_virtio.server", "vfu_virtio.cli", "vfu_virtio.commands", "vfu_virtio.control", "vfu_virtio.qemu",
-               "vfu_virtio.demo")
+               "vfu_virtio.demo", "vfu_virtio.conform")
 #: Every package and top module of the project: what a module importing nothing of it must not import.
 _ALL = ("vfu_virtio.abi", "vfu_virtio.devices", "vfu_virtio.client", "vfu_virtio.virtio", "vfu_virtio.store",
         "vfu_virtio.pci", "vfu_virtio.libvfio_user", "vfu_virtio.unixsock", "vfu_virtio.logs", *_TOP_LAYERS)
@@ -33,15 +33,17 @@ RULES = {
     "vfu_virtio.devices": ("vfu_virtio.client", "vfu_virtio.pci", "vfu_virtio.libvfio_user", *_TOP_LAYERS),
     "vfu_virtio.client": ("vfu_virtio.devices", "vfu_virtio.store", "vfu_virtio.virtio", "vfu_virtio.pci",
                           "vfu_virtio.libvfio_user", *_TOP_LAYERS),
+    "vfu_virtio.conform": ("vfu_virtio.devices", "vfu_virtio.store", "vfu_virtio.virtio", "vfu_virtio.pci",
+                           "vfu_virtio.libvfio_user", *(t for t in _TOP_LAYERS if t != "vfu_virtio.conform")),
     "vfu_virtio.server": ("vfu_virtio.devices", "vfu_virtio.client", "vfu_virtio.store", "vfu_virtio.cli",
-                          "vfu_virtio.commands", "vfu_virtio.qemu"),
+                          "vfu_virtio.commands", "vfu_virtio.qemu", "vfu_virtio.conform"),
     # beside the layers: socket paths and logging import nothing of the project; the status endpoint only socket
     # paths; the subcommands sit on the driver side, the registry, the store and the endpoint, never on a server
     "vfu_virtio.unixsock": _ALL,
     "vfu_virtio.logs": _ALL,
     "vfu_virtio.control": tuple(m for m in _ALL if m != "vfu_virtio.unixsock"),
     "vfu_virtio.commands": ("vfu_virtio.server", "vfu_virtio.cli", "vfu_virtio.qemu", "vfu_virtio.demo",
-                            "vfu_virtio.virtio", "vfu_virtio.pci", "vfu_virtio.libvfio_user"),
+                            "vfu_virtio.virtio", "vfu_virtio.pci", "vfu_virtio.libvfio_user", "vfu_virtio.conform"),
 }
 
 def imported(source: str, module: str, is_package: bool = False) -> set[str]:

@@ -1,6 +1,6 @@
 """The ``vfu-virtio`` command line (click): serve a device of any registered kind, list the kinds, print the QEMU
-command line; the other subcommands (``rpmb-client``, ``crypto-client``, ``status``, ``info``) are in
-:mod:`vfu_virtio.commands`.
+command line, summarise a driver audit file (``audit``); the other subcommands (``rpmb-client``, ``crypto-client``,
+``status``, ``info``) are in :mod:`vfu_virtio.commands`, ``conform`` in :mod:`vfu_virtio.conform`.
 
 ``vfu-virtio <kind>`` exists for every kind of :mod:`vfu_virtio.devices.registry` (built-in, or named in
 ``VFU_VIRTIO_DEVICES``): its options are the kind's options (data: flag, limits, default, help with the unit)
@@ -11,7 +11,9 @@ instance's settings) a serve command checks what can fail: libvfio-user loads, b
 status) fit the 107-byte limit in an existing writable directory and nobody serves them. Logs go to stderr
 (:mod:`vfu_virtio.logs`: ``--log-level`` in any case and ``--log-format text|json``, before or after the
 subcommand). ``--ready-fd N``: a serving process writes ``ready`` to descriptor N once its socket listens (used by
-:mod:`vfu_virtio.client.spawn`). ``--version`` prints the package version.
+:mod:`vfu_virtio.client.spawn`). ``--version`` prints the package version. Every serve command also takes the
+transport's ``--audit FILE`` (the driver audit), ``--strict``, ``--inject SPEC`` (repeatable: fault injection,
+:mod:`vfu_virtio.virtio.inject`) and ``--inject-seed N``.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from . import __version__, logs, unixsock
 from .commands.common import log_options, with_log_options
 from .devices import registry
 from .devices.registry import DeviceKind, Option, RegistryError
+from .virtio import audit, inject
 from .virtio.notify_area import NOTIFY_CHOICES
 from .virtio.transport import DEFAULT_POLL_US, RING_CHOICES
 
@@ -126,6 +129,20 @@ def _common_options() -> list[click.Option]:
         click.Option(["--stage-timers", "stage_timers"], is_flag=True,
                      help="Time the event loop's stages (message, walk, device, publish, interrupt); shown by "
                           "`vfu-virtio status` and in the final log line."),
+        click.Option(["--audit", "audit_path"], type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Driver audit: record every driver requirement of the standard the driver breaks (check "
+                          "id, section, first time, count) in the JSON file FILE, without changing how the device "
+                          "answers. `vfu-virtio audit FILE` summarises it."),
+        click.Option(["--strict"], is_flag=True,
+                     help="With the driver audit: also refuse, by setting DEVICE_NEEDS_RESET, whenever the driver "
+                          "breaks a requirement."),
+        click.Option(["--inject", "faults"], multiple=True, metavar="SPEC",
+                     help="Fault injection (repeatable): KIND[:NAME=VALUE,...] with KIND one of "
+                          f"{', '.join(inject.KINDS)}; filters queue=, op=, min-bytes=, max-bytes=, after=, count=, "
+                          "rate=; error takes status=, delay ms=, reorder window= and ms=, clear-hw-ready ms= and "
+                          "restore-ms=, drop-irq and dup-irq vector=N|intx (README, Fault injection)."),
+        click.Option(["--inject-seed", "fault_seed"], type=click.IntRange(0), default=0, show_default=True,
+                     help="Seed of the fault injection's random choices (rate=): the same seed, the same faults."),
     ]
 
 
@@ -139,17 +156,22 @@ def _kind_option(opt: Option) -> click.Option:
 
 def _serve_command(kind: DeviceKind) -> click.Command:
     """``vfu-virtio <kind.name>``: open the instance under the stored-settings rule and serve it."""
-    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, poll_us: int, notify: str,
-              stage_timers: bool, **given) -> None:
+    def serve(obj: dict, socket: str, state: str, instance: str, once: bool, rings: str, audit_path: str | None,
+              strict: bool, faults: tuple[str, ...], fault_seed: int, poll_us: int, notify: str, stage_timers: bool,
+              **given) -> None:
         from .store import StoreError
         preflight(socket)
+        try:
+            transport = dict(audit_path=audit_path, strict=strict, faults=tuple(map(inject.parse, faults)),
+                             fault_seed=fault_seed, poll_us=poll_us, notify=notify, stage_timers=stage_timers)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--inject") from e
         try:
             device = registry.open_device(kind, state, instance, given)
         except (StoreError, RegistryError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         labels = {"kind": kind.name, "instance": instance, "state": os.path.abspath(state), "rings": rings}
-        _serve(obj, kind, device, socket, once, labels,
-               dict(rings=rings, poll_us=poll_us, notify=notify, stage_timers=stage_timers))
+        _serve(obj, kind, device, socket, once, rings, labels, transport)
 
     return click.Command(
         kind.name, callback=click.pass_obj(serve),
@@ -177,14 +199,16 @@ def preflight(socket: str) -> None:
         raise click.ClickException(e.strerror) from None
 
 
-def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, labels: dict, loop: dict) -> None:
+def _serve(obj: dict, kind: DeviceKind, device, socket: str, once: bool, rings: str, labels: dict,
+           transport: dict) -> None:
     from .libvfio_user import VfuError
     from .libvfio_user._lib import LibraryNotFound
     from .server import DeviceServer
     try:
         # realized: the socket listens
-        server = DeviceServer(device, socket, obj["log_level"], pci_class=kind.pci_class, labels=labels, **loop)
-    except (VfuError, LibraryNotFound, unixsock.SocketPathError, ValueError) as e:
+        server = DeviceServer(device, socket, obj["log_level"], rings=rings, pci_class=kind.pci_class, labels=labels,
+                              **transport)
+    except (VfuError, LibraryNotFound, unixsock.SocketPathError, ValueError, OSError) as e:
         device.close()
         raise click.ClickException(e.strerror if isinstance(e, unixsock.SocketPathError) else str(e)) from e
     # a supervisor may stop the server as soon as it is ready, before serve_forever installs its own handlers
@@ -251,11 +275,37 @@ def qemu_cmdline(sockets, memory):
     click.echo(" ".join(map(shlex.quote, args)))
 
 
+@with_log_options
+@main.command("audit")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False), required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the audit file's JSON instead (after checking it).")
+@click.option("--list", "list_only", is_flag=True, help="Print the driver checks (id, section, requirement) instead; "
+              "no FILE needed.")
+@click.option("--markdown", is_flag=True, help="With --list: a Markdown table (the README's).")
+def audit_cmd(path: str | None, as_json: bool, list_only: bool, markdown: bool) -> None:
+    """Summarise the driver audit FILE a device wrote (`vfu-virtio <kind> --audit FILE`): each driver requirement
+    the driver broke, its check id, the standard's section, the first time and the count. Exit status 1 if the
+    driver broke any."""
+    if list_only:
+        click.echo(audit.catalogue(markdown))
+        return
+    if path is None:
+        raise click.UsageError("FILE is needed (or --list)")
+    try:
+        data = audit.load(path)
+    except audit.AuditFileError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(data, indent=1) if as_json else audit.summary(data))
+    if data["violations"]:
+        sys.exit(1)
+
+
 def _add_commands() -> None:
     from .commands.crypto_client import crypto_client
     from .commands.rpmb_client import rpmb_client
     from .commands.status import info_cmd, status_cmd
-    for command in (rpmb_client, crypto_client, status_cmd, info_cmd):
+    from .conform.cli import conform_cmd
+    for command in (rpmb_client, crypto_client, status_cmd, info_cmd, conform_cmd, audit_cmd):
         main.add_command(command)
 
 

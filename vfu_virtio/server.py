@@ -8,7 +8,8 @@ libvfio-user call; non-blocking attach; ``poll`` on ``vfu_get_poll_fd`` and a wa
 threads that completed a request, and by :meth:`DeviceServer.stop`); after each vfio-user message the notified
 virtqueues are processed and completed requests published; when the client goes away the device is reset (after
 its in-flight requests finished) and the server waits for the next client. SIGINT/SIGTERM stop it cleanly and the
-socket file is removed.
+socket file is removed. The driver audit file (``audit_path``) is brought up to date when a client goes away and at
+shutdown.
 
 Beside the vfio-user socket the server answers on its status socket (:mod:`vfu_virtio.control`, from a thread of
 its own) with :meth:`DeviceServer.status`: the transport's state and counters, the device's own figures, the
@@ -34,7 +35,9 @@ from .abi.virtio import VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_VENDOR_ID
 from .libvfio_user import VfuContext
 from .libvfio_user import _lib as L
 from .pci import layout
+from .virtio.audit import Audit
 from .virtio.device import VirtioDevice
+from .virtio.inject import Fault
 from .virtio.memory import GuestMemory
 from .virtio.metrics import transport_status
 from .virtio.notify_area import NOTIFY_CHOICES, NotifyArea
@@ -60,7 +63,8 @@ MMAP_IDLE_US = 8000
 class DeviceServer:
     """Serve ``device`` on ``socket_path`` until :meth:`stop` (or SIGINT/SIGTERM in :meth:`serve_forever`).
 
-    ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`) and ``pci_class`` go to the transport.
+    ``rings`` (:data:`~vfu_virtio.virtio.transport.RING_CHOICES`), ``pci_class``, ``strict``, ``faults`` and
+    ``fault_seed`` go to the transport; ``audit_path`` is the driver audit file (:mod:`vfu_virtio.virtio.audit`).
     ``labels`` (e.g. ``{"kind": "rpmb", "instance": "0", "state": "/x.db"}``) are shown in :meth:`status`.
     ``status_endpoint``: answer on the status socket (``socket_path + ".status"``, :mod:`vfu_virtio.control`).
     ``poll_us``: after a queue's ring runs dry the loop keeps its available buffer notifications off and polls the
@@ -72,13 +76,15 @@ class DeviceServer:
     log line).
     Raises :class:`vfu_virtio.libvfio_user.VfuError` if the socket cannot be created (one line naming the path),
     :class:`vfu_virtio.unixsock.SocketPathError` for the status socket, ``LibraryNotFound`` if libvfio-user is
-    missing or not the pinned revision, and ValueError for a device that does not fit the PCI layout.
+    missing or not the pinned revision, OSError if the audit file cannot be written, and ValueError for a device
+    that does not fit the PCI layout or cannot do a fault.
     """
 
     def __init__(self, device: VirtioDevice, socket_path: str, log_level: int = logging.INFO, rings: str = "any",
                  pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS, labels: Mapping[str, str] | None = None,
-                 status_endpoint: bool = True, poll_us: int = DEFAULT_POLL_US, notify: str = "message",
-                 stage_timers: bool = False):
+                 status_endpoint: bool = True, audit_path: str | None = None, strict: bool = False,
+                 faults: tuple[Fault, ...] = (), fault_seed: int = 0, poll_us: int = DEFAULT_POLL_US,
+                 notify: str = "message", stage_timers: bool = False):
         if notify not in NOTIFY_CHOICES:
             raise ValueError(f"notify {notify!r}: expected one of {', '.join(NOTIFY_CHOICES)}")
         if poll_us < 0:
@@ -87,7 +93,9 @@ class DeviceServer:
         self.socket_path = socket_path
         self.labels = dict(labels or {})
         self.memory = GuestMemory()
-        self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class)
+        self.audit = Audit(audit_path, device.name)
+        self.transport = VirtioPciTransport(device, self.memory, self, self._wake, rings, pci_class, self.audit,
+                                            strict, faults, fault_seed)
         self.poll_ns = poll_us * 1000
         self.notify_mode = notify
         self.transport.polling = poll_us > 0 or notify == "mmap"
@@ -243,9 +251,11 @@ class DeviceServer:
                 self.clients += 1
                 times = [time.time(), None]
                 self.client_times.append(times)
+                self.audit.clients = self.clients
                 log.info("client %d attached", self.clients)
                 self.serve_client()
                 times[1] = time.time()
+                self.audit.flush()
                 if max_clients is not None and self.clients >= max_clients:
                     log.info("client %d gone after %.1f s; device reset; exiting after %d client(s)", self.clients,
                              times[1] - times[0], max_clients)
@@ -390,6 +400,9 @@ class DeviceServer:
         if self.endpoint is not None:
             self.endpoint.close()
         self.transport.quiesce("shutdown")
+        if self.transport.injector:
+            self.transport.injector.close()
+        self.audit.flush()
         self.memory.clear()
         self.ctx.destroy()
         if self.notify_area is not None:

@@ -164,6 +164,11 @@ class DriverVirtqueue:
     def _add_chain(self, entries, use_indirect: bool, block: int, ins, in_total: int, token: Any) -> int:
         raise NotImplementedError
 
+    def block(self, chain_id: int) -> int:
+        """The guest address of in-flight chain ``chain_id``'s one allocation: its indirect table (if it went
+        indirect), then its device-readable bytes, then its device-writable ones. KeyError if it is not in flight."""
+        return self._inflight[chain_id][2]
+
     def publish(self) -> None:
         """Make every added chain visible to the device."""
         raise NotImplementedError

@@ -495,6 +495,16 @@ class VfioUserClient:
         """VFIO_USER_DEVICE_RESET (no payload)."""
         self.request(VFIO_USER_DEVICE_RESET)
 
+    def abort(self) -> None:
+        """Shut the socket down, from any thread: a call blocked on it fails at once (:class:`VfioUserDisconnected`)
+        and so does every later one. :meth:`close` still closes it."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         """Close the socket (the server then unmaps our memory and drops our eventfds)."""
         with self._lock:

@@ -5,9 +5,10 @@
   over a guest memory whose every byte comes from the input: ring layout, descriptors, indirect tables, indexes.
   The device side pops, reads every readable byte, writes the writable part, pushes and flushes.
 * ``rpmb-frames``: :func:`vfu_virtio.devices.rpmb.request.parse` of any readable bytes.
-* ``rpmb-device``: requests handled by a real :class:`~vfu_virtio.devices.rpmb.RpmbDevice` on a real store;
-  frames can be MACed with the target's key so authenticated paths are reached. Oracles: the used length is whole
-  frames within the writable room, the write counter never goes back, the key never appears in a response.
+* ``rpmb-device``: requests handled by a real :class:`~vfu_virtio.devices.rpmb.RpmbDevice` on a real store, or
+  answered with an error status as fault injection does; frames can be MACed with the target's key so
+  authenticated paths are reached. Oracles: the used length is whole frames within the writable room, the write
+  counter never goes back (and never moves for an error answer), the key never appears in a response.
 * ``vfio-user``: a real :class:`~vfu_virtio.server.DeviceServer` (libvfio-user, our callbacks, the transport,
   guest memory) in this process; each input is one client connection over a real socket: a version message, then
   pieces of bytes, each sent with or without an fd (a sealed memfd whose first bytes the input also gives, an
@@ -115,35 +116,46 @@ def _image(parts: dict[int, bytes]) -> bytes:
     return bytes(out)
 
 
-def _split_image() -> bytes:
+def _split_image(avail_flags: int = 0, used_flags: int = 0) -> bytes:
     """A split ring of 8 at 0x0 / 0x100 / 0x200: chain 0 (readable 16 bytes at 0x300, writable 16 at 0x340), chain 2
-    (an indirect table at 0x380 of the same two buffers); avail.idx 2."""
+    (an indirect table at 0x380 of the same two buffers); avail.idx 2; avail.flags and used.flags as given."""
     a = RING_IOVA
     table = VIRTQ_DESC.pack(a + 0x300, 16, VIRTQ_DESC_F_NEXT, 1) + VIRTQ_DESC.pack(a + 0x340, 16,
                                                                                     VIRTQ_DESC_F_WRITE, 0)
     descs = table + VIRTQ_DESC.pack(a + 0x380, 32, VIRTQ_DESC_F_INDIRECT, 0)
-    return _image({0: descs, 0x100: struct.pack("<HHHH", 0, 2, 0, 2), 0x300: b"fuzz-seed-bytes!", 0x380: table})
+    return _image({0: descs, 0x100: struct.pack("<HHHH", avail_flags, 2, 0, 2), 0x200: struct.pack("<H", used_flags),
+                   0x300: b"fuzz-seed-bytes!", 0x380: table})
 
 
 def _split_seeds() -> list[bytes]:
-    return [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x200) + _split_image() for flags in (0, 1, 2, 3)]
+    """The image with each feature combination, and once with flags a driver must not leave (avail.flags 3, used.flags
+    1: driver audit notes)."""
+    head = struct.pack("<HHH", 0, 0x100, 0x200)
+    return [bytes([3, flags]) + head + _split_image() for flags in (0, 1, 2, 3)] + \
+        [bytes([3, 3]) + head + _split_image(avail_flags=3, used_flags=1)]
 
 
 def _packed_seeds() -> list[bytes]:
     """A packed ring of 8: a two-descriptor chain (Buffer ID 5), then an indirect descriptor (Buffer ID 6) to a
-    table of the same two buffers; event suppression structures at 0x100 and 0x104. The table's first entry comes
+    table of the same two buffers; event suppression structures at 0x100 and 0x104; the table's first entry comes
     plain (the fast walk of an indirect table) and with a reserved NEXT flag (the entry-by-entry walk, which notes
-    it)."""
+    it). Then two broken lists."""
     a, avail = RING_IOVA, VIRTQ_DESC_F_AVAIL
     ring = (PVIRTQ_DESC.pack(a + 0x300, 16, 5, avail | VIRTQ_DESC_F_NEXT)
             + PVIRTQ_DESC.pack(a + 0x340, 16, 5, avail | VIRTQ_DESC_F_WRITE)
             + PVIRTQ_DESC.pack(a + 0x380, 32, 6, avail | VIRTQ_DESC_F_INDIRECT))
+    head = struct.pack("<HHH", 0, 0x100, 0x104)
     seeds = []
     for first in (0, VIRTQ_DESC_F_NEXT):
         table = PVIRTQ_DESC.pack(a + 0x300, 16, 0, first) + PVIRTQ_DESC.pack(a + 0x340, 16, 0, VIRTQ_DESC_F_WRITE)
         image = _image({0: ring, 0x300: b"fuzz-seed-bytes!", 0x380: table})
-        seeds += [bytes([3, flags]) + struct.pack("<HHH", 0, 0x100, 0x104) + image for flags in (0, 1, 2, 3)]
-    return seeds
+        seeds += [bytes([3, flags]) + head + image for flags in (0, 1, 2, 3)]
+    # lists a driver must not make (driver audit notes): a readable descriptor after a writable one; a list whose
+    # second descriptor is not available yet
+    late_read = (PVIRTQ_DESC.pack(a + 0x340, 16, 5, avail | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT)
+                 + PVIRTQ_DESC.pack(a + 0x300, 16, 5, avail))
+    partial = PVIRTQ_DESC.pack(a + 0x300, 16, 5, avail | VIRTQ_DESC_F_NEXT) + PVIRTQ_DESC.pack(a + 0x340, 16, 5, 0)
+    return seeds + [bytes([3, 0]) + head + _image({0: bad, 0x300: b"fuzz-seed-bytes!"}) for bad in (late_read, partial)]
 
 
 @target("split-ring", modules=("vfu_virtio.virtio.split", *_RING_MODULES), seeds=_split_seeds)
@@ -197,12 +209,13 @@ _rpmb: _RpmbBench | None = None
 
 def _rpmb_device_seeds() -> list[bytes]:
     """Every request of :func:`_rpmb_requests` in one input, the authenticated ones MACed (flag 8), one response
-    frame of room each."""
+    frame of room each; then the write again, answered with an injected error (flag 16)."""
     out = b""
     for frames in _rpmb_requests():
         out += bytes([1 | (8 if frames[0].req_resp == F.VIRTIO_RPMB_REQ_DATA_WRITE else 0), len(frames)])
         out += b"".join(f.pack() for f in frames)
-    return [out]
+    write = _rpmb_requests()[2]
+    return [out + bytes([1 | 8 | 16, len(write)]) + b"".join(f.pack() for f in write)]
 
 
 @target("rpmb-device", modules=("vfu_virtio.devices.rpmb.device", "vfu_virtio.devices.rpmb.request",
@@ -216,8 +229,9 @@ def rpmb_device(data: bytes) -> None:
     dev.reset()
     r = Reader(data)
     while r.left:
-        # per request: u8 flags (bits 0-2 writable frames, bit 3 MAC the frames with the bench key),
-        # u8 readable frames (mod 6), then that many 512-byte frames (short at the end of the input)
+        # per request: u8 flags (bits 0-2 writable frames, bit 3 MAC the frames with the bench key, bit 4 answer
+        # with an injected error, bits 5-7 which), u8 readable frames (mod 6), then that many 512-byte frames (short
+        # at the end of the input)
         flags, nframes = r.uint(1), r.uint(1) % 6
         raw = r.take(nframes * F.FRAME_SIZE)
         if flags & 8 and raw and len(raw) % F.FRAME_SIZE == 0:
@@ -225,7 +239,13 @@ def rpmb_device(data: bytes) -> None:
         room = bytearray((flags & 7) * F.FRAME_SIZE)
         before = dev.state.counter
         chain = DescriptorChain(0, [memoryview(raw)], [memoryview(room)])
-        used = dev.handle(0, chain)
+        dev.request_type(0, chain)
+        if flags & 16:
+            used = dev.answer_error(0, chain, dev.error_statuses[(flags >> 5) % len(dev.error_statuses)])
+            if dev.state.counter != before:
+                raise Finding("an injected error answer moved the write counter")
+        else:
+            used = dev.handle(0, chain)
         dev.commit()
         if used % F.FRAME_SIZE or not 0 <= used <= len(room):
             raise Finding(f"used length {used} with {len(room)} writable bytes")

@@ -50,6 +50,11 @@ capability", ``struct virtio_pci_cfg_cap``, cfg_type 5, 20 bytes) is built and s
 ``pci_cfg_data`` first reads ``length`` bytes at ``offset`` of BAR ``bar`` into it, writing it then writes
 its first ``length`` bytes there. Only lengths 1, 2 and 4, offsets aligned to the length and windows inside one
 of the function's BARs are served; any other window reads as zero, ignores writes and logs one debug line.
+
+Driver audit: ``note(check, detail)`` (the transport's) hears of a driver requirement broken in config space: a
+write into a virtio structure capability other than the window fields (``capability-written``), a window access
+with an offset that is not a multiple of its length (``cfg-window-unaligned``) or outside every structure another
+virtio capability names (``cfg-window-outside``). The function answers as it would anyway.
 """
 from __future__ import annotations
 
@@ -77,6 +82,7 @@ PCI_STATUS = 0x06
 PCI_CACHE_LINE_SIZE = 0x0C
 PCI_LATENCY_TIMER = 0x0D
 PCI_BASE_ADDRESS_0 = 0x10
+PCI_CAPABILITY_LIST = 0x34
 PCI_INTERRUPT_LINE = 0x3C
 PCI_CAPABILITIES_START = 0x40
 
@@ -167,12 +173,14 @@ class PciFunction:
     do not fit, a handler-less BAR that is not the MSI-X BAR, MSI-X structures outside their BAR).
 
     :attr:`cap_offsets` is where each capability landed, in the order given, then the MSI-X capability.
+    ``note(check, detail)`` hears of the driver requirements broken in config space (see the module docstring).
     """
 
     def __init__(self, identity: PciIdentity, bars: Sequence[Bar], capabilities: Sequence[bytes | PciCfgWindow],
-                 msix: MsixLayout, irq: IrqSink):
+                 msix: MsixLayout, irq: IrqSink, note: Callable[[str, str], None] | None = None):
         self.identity = identity
         self._irq = irq
+        self._note = note or (lambda _check, _detail: None)
         self._bars = {bar.index: bar for bar in bars}
         if len(self._bars) != len(bars):
             raise ValueError("two BARs with the same index")
@@ -184,6 +192,7 @@ class PciFunction:
         self._msix_at = self.cap_offsets[-1]
         wmask[self._msix_at + MSIX_MESSAGE_CONTROL + 1] = (MSIX_ENABLE | MSIX_FUNCTION_MASK) >> 8
         self._cfg = MaskedBytes(bytes(image), bytes(wmask))
+        self._protected, self._structures = self._virtio_structures(image, wmask)
         self._intx_condition = False
         self._intx_client_masked = False
         self._intx_asserted = False
@@ -240,6 +249,26 @@ class PciFunction:
             image[here + 1] = following
         return offsets
 
+    @staticmethod
+    def _virtio_structures(image: bytearray, wmask: bytearray) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """From the placed capabilities: which config space bytes belong to a virtio structure capability and are
+        read-only (1 per byte), and the (bar, offset, length) of every structure of cfg_type 1..4."""
+        protected = bytearray(PCI_CONFIG_SPACE_SIZE)
+        structures = []
+        pos = image[PCI_CAPABILITY_LIST]
+        seen = set()
+        while pos and pos not in seen and pos + 2 <= PCI_CONFIG_SPACE_SIZE:
+            seen.add(pos)
+            if image[pos] == caps.PCI_CAP_ID_VNDR:
+                length = image[pos + 2]
+                for i in range(pos, min(pos + length, PCI_CONFIG_SPACE_SIZE)):
+                    protected[i] = 0 if wmask[i] else 1
+                if length >= caps.VIRTIO_PCI_CAP.size and 1 <= image[pos + 3] <= 4:
+                    _v, _n, _l, _t, bar, _id, offset, size = caps.VIRTIO_PCI_CAP.unpack_from(image, pos)
+                    structures.append((bar, offset, size))
+            pos = image[pos + 1]
+        return bytes(protected), structures
+
     # ---- config space ------------------------------------------------------------------------------
     def config_access(self, offset: int, size: int, data: bytes | None) -> bytes | None:
         """A config space read (``data`` None: returns ``size`` bytes) or write of ``data`` at ``offset``.
@@ -258,6 +287,9 @@ class PciFunction:
             if self._intx_condition and offset <= PCI_STATUS < offset + size:
                 out[PCI_STATUS - offset] |= PCI_STATUS_INTERRUPT
             return bytes(out)
+        if any(self._protected[offset:offset + size]):
+            self._note("capability-written", f"{size}-byte config space write at {offset:#x} into a virtio "
+                       "structure capability")
         self._cfg.write(offset, data)
         if overlap(offset, size, PCI_COMMAND, 2):
             self._update_intx()
@@ -303,6 +335,12 @@ class PciFunction:
         at = self._window_at
         bar = self._cfg.read(at + caps.CFG_CAP_BAR, 1)[0]
         offset, length = struct.unpack("<II", self._cfg.read(at + caps.CFG_CAP_OFFSET, 8))
+        window = f"bar={bar} offset={offset:#x} length={length}"
+        if length and offset % length:
+            self._note("cfg-window-unaligned", f"pci_cfg_data accessed through the window {window}")
+        elif not any(b == bar and o <= offset and offset + length <= o + n for b, o, n in self._structures):
+            self._note("cfg-window-outside", f"pci_cfg_data accessed through the window {window}, outside every "
+                       "virtio structure")
         target = self._bars.get(bar)
         if target and length in CFG_WINDOW_LENGTHS and offset % length == 0 and offset + length <= target.size:
             return bar, offset, length

@@ -5,7 +5,8 @@ An archive is an uncompressed cpio "newc" image written here (no cpio tool, no r
 ``guest/linux.sh``, the programs ``afalg`` and ``pkey``) and ``dpdk`` (DPDK's crypto_virtio PMD on
 ``uio_pci_generic``: ``guest/dpdk.sh`` and the files :func:`vfu_virtio.qemu.dpdk_image.image_files` picks, the preload
 shim at ``usr/lib/vfu/enotsup.so``). ``guest/init`` and ``guest/lib.sh`` are in both; a scenario script lands at
-``lib/vfu/<profile>.sh``. The modules are the closure, by the kernel's own ``modules.dep``, of the profile's
+``lib/vfu/<profile>.sh``, and a profile's further scenarios (the linux image's ``faults``, ``guest/faults.sh``) at
+``lib/vfu/<name>.sh``, chosen with ``vfu.scenario=<name>``. The modules are the closure, by the kernel's own ``modules.dep``, of the profile's
 modules (a module built into this kernel, by its ``modules.builtin``, needs no file; those marked optional are
 skipped when this kernel has no such module).
 
@@ -40,6 +41,8 @@ class Profile:
     programs: tuple[str, ...] = ()
     #: DPDK's programs, plugins and libraries, and the preload shim
     dpdk: bool = False
+    #: further scenario scripts (``guest/<name>.sh``) the image carries besides the profile's own
+    scenarios: tuple[str, ...] = ()
 
 
 #: the block cipher modes tcrypt mode=10 tests besides cbc(aes) (optional: a kernel may build them in or lack one)
@@ -50,7 +53,7 @@ PROFILES = {p.name: p for p in (
     Profile("linux", (("virtio_pci", True), ("virtio_crypto", True), ("algif_skcipher", True),
                       ("algif_akcipher", False), ("tcrypt", True), ("pkcs8_key_parser", True),
                       *((t, False) for t in TCRYPT_MODE10_TEMPLATES)),
-            programs=("afalg", "pkey")),
+            programs=("afalg", "pkey"), scenarios=("faults",)),
     Profile("dpdk", (("uio", True), ("uio_pci_generic", True)), dpdk=True),
 )}
 
@@ -153,6 +156,7 @@ def build(kit: GuestKit, profile: str = "linux") -> Path:
     files: dict[str, Path] = {"init": GUEST_DIR / "init", "lib/vfu/lib.sh": GUEST_DIR / "lib.sh",
                               f"lib/vfu/{profile}.sh": GUEST_DIR / f"{profile}.sh", "bin/busybox": BUSYBOX}
     files.update({f"bin/{p}": kit.program(p) for p in prof.programs})
+    files.update({f"lib/vfu/{s}.sh": GUEST_DIR / f"{s}.sh" for s in prof.scenarios})
     files.update({f"lib/modules/{release}/{m}": mdir / m for m in modules})
     symlinks: dict[str, str] = {}
     if prof.dpdk:

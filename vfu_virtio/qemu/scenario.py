@@ -11,11 +11,13 @@ scenario's plan is :class:`vfu_virtio.qemu.dpdk.DpdkPlan`. A plan names its :cla
 :func:`run_guest` boots one device model with a plan: ``vfu-virtio`` starts a server of every registered
 device kind flagged ``guest_attachable`` (crypto and RPMB among the built-in ones; see
 ``vfu_virtio.devices.registry``) and attaches each through vfio-user-pci; ``qemu-builtin`` attaches QEMU's own
-virtio-crypto-pci instead. The servers are stopped before it returns, whatever happened.
+virtio-crypto-pci instead. The servers are stopped before it returns, whatever happened. Every vfu-virtio server
+runs with the driver audit (``--audit``): :attr:`GuestRun.audits` holds what each saw the guest's drivers break.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import shlex
 import tempfile
@@ -165,6 +167,12 @@ class GuestRun:
     servers_alive_after_boot: list[bool] = field(default_factory=list)
     server_exit_codes: list[int | None] = field(default_factory=list)
     server_logs: str = ""
+    #: device kind -> its driver audit file's data (``vfu_virtio.virtio.audit``; vfu-virtio only)
+    audits: dict[str, dict] = field(default_factory=dict)
+
+    def violations(self, kind: str) -> dict[str, int]:
+        """What the guest's drivers broke on the ``kind`` device: check id -> count (empty when nothing)."""
+        return {v["check"]: v["count"] for v in self.audits.get(kind, {}).get("violations", [])}
 
     def diagnosis(self) -> str:
         """Enough text to see why a run went wrong: exit, last step, console and log tails."""
@@ -202,8 +210,9 @@ def run_guest(kit: GuestKit, model: str, plan: Plan, *,
     attached = guest_kinds() if model == "vfu-virtio" else []
     with tempfile.TemporaryDirectory(prefix="vfu-guest-") as tmp, \
             ServerGroup(workdir or Path(tmp), log_level=log_level, cwd=str(TOP)) as servers:
-        devices: list[Device] = [VfioUser(Path(servers.start(k.name, *options.get(k.name, ())).socket))
-                                 for k in attached]
+        audits = {k.name: servers.workdir / f"{k.name}.audit.json" for k in attached}
+        devices: list[Device] = [VfioUser(Path(servers.start(k.name, *options.get(k.name, ()), "--audit",
+                                                             str(audits[k.name])).socket)) for k in attached]
         if model == "qemu-builtin":
             devices.append(QemuBuiltinCrypto())
         result = boot(kit, devices, plan.params(), timeout=timeout, on_line=on_line, machine=plan.machine,
@@ -211,4 +220,5 @@ def run_guest(kit: GuestKit, model: str, plan: Plan, *,
         alive = [s.alive() for s in servers.servers]
         servers.stop()
         return GuestRun(model, result, parse(result.console), alive,
-                        [s.returncode for s in servers.servers], servers.logs())
+                        [s.returncode for s in servers.servers], servers.logs(),
+                        {kind: json.loads(path.read_text()) for kind, path in audits.items() if path.exists()})

@@ -235,6 +235,15 @@ class DescriptorChain:
         self.epoch = 0
         self.failed = False
 
+    def peek(self, n: int) -> bytes:
+        """The first ``n`` device-readable bytes (fewer when the chain has fewer), without consuming them."""
+        out = bytearray()
+        for buf in self.readable:
+            if len(out) >= n:
+                break
+            out += buf[:n - len(out)]
+        return bytes(out)
+
     def complete(self, written: int) -> None:
         """Finish this request: ``written`` bytes of its device-writable part are the used length. Thread-safe;
         the event loop publishes the used element. Call it exactly once, and never touch the buffers after."""

@@ -22,6 +22,10 @@ class VirtioDevice:
     name: str = "virtio"
     num_queues: int = 1
     queue_size_max: int = 256
+    #: what :meth:`request_type` can answer (fault injection's ``op=`` filter, :mod:`vfu_virtio.virtio.inject`)
+    request_types: tuple[str, ...] = ()
+    #: the status names :meth:`answer_error` knows, the default first (empty: the device cannot answer an error)
+    error_statuses: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"vfu_virtio.devices.{self.name}")
@@ -29,6 +33,10 @@ class VirtioDevice:
         #: set by the transport: call after changing config space to raise a configuration change
         #: notification ("Notification of Device Configuration Changes").
         self.notify_config_change: Callable[[], None] = lambda: None
+        #: set by the transport: ``note(check, detail)`` records a driver requirement the driver broke, by its id in
+        #: :data:`vfu_virtio.virtio.audit.DRIVER_CHECKS` (the driver audit); the device answers as it would anyway.
+        #: Called from ``handle`` it may raise GuestError (``--strict``).
+        self.note: Callable[[str, str], None] = lambda check, detail: None
 
     def device_features(self) -> int:
         """Device-type feature bits offered (bits 0..23 and any others); the transport adds its own."""
@@ -75,6 +83,16 @@ class VirtioDevice:
         forgets the chain, which must then never be completed.
         """
         raise NotImplementedError
+
+    def request_type(self, queue_index: int, chain: DescriptorChain) -> str | None:
+        """The name of the request ``chain`` carries (one of :attr:`request_types`), read without consuming the chain;
+        None when the device cannot tell. Used by fault injection's ``op=`` filter."""
+        return None
+
+    def answer_error(self, queue_index: int, chain: DescriptorChain, status: str) -> int:
+        """Answer ``chain`` with the error ``status`` (one of :attr:`error_statuses`) without executing it and without
+        changing any state; returns the used length. Fault injection's ``error`` fault."""
+        raise NotImplementedError(f"the {self.name} device cannot answer an error status")
 
     def commit(self) -> None:
         """Make the effects of the requests handled since the last call durable.

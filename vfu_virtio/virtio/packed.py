@@ -85,9 +85,13 @@ class PackedRing(DeviceRing):
         start = pos
         while True:
             if n == size:
+                self.note("chain-longer-than-queue-size", f"queue {self.index}: list at ring position {start} is "
+                          f"longer than queue_size {size}")
                 raise GuestError(f"queue {self.index}: descriptor chain at ring position {start} is longer than "
                                  f"queue_size {size} (no descriptor without NEXT)")
             if n and not self._is_avail(pos, wrap):
+                self.note("partial-list", f"queue {self.index}: list at ring position {start} continues into "
+                          f"descriptor {pos}, which is not available")
                 raise GuestError(f"queue {self.index}: chain at ring position {start} continues into descriptor "
                                  f"{pos}, which is not available (the driver exposed a partial list)")
             addr, length, buf_id, flags = unpack_from(self.desc, 16 * pos)
@@ -97,6 +101,8 @@ class PackedRing(DeviceRing):
                 pos, wrap = 0, wrap ^ 1
             if flags & VIRTQ_DESC_F_INDIRECT:
                 if n != 1 or flags & VIRTQ_DESC_F_NEXT:
+                    self.note("indirect-in-list", f"queue {self.index}: indirect descriptor in the list at ring "
+                              f"position {start}")
                     raise GuestError(f"queue {self.index}: indirect descriptor inside a NEXT-linked list at ring "
                                      f"position {start} (\"Indirect Descriptors\" forbids it)")
                 self._walk_indirect(start, addr, length, readable, writable)
@@ -111,6 +117,8 @@ class PackedRing(DeviceRing):
                 write_len += length
             else:
                 if writable:
+                    self.note("writable-before-readable", f"queue {self.index}: list at ring position {start} has a "
+                              "readable descriptor after a writable one")
                     raise GuestError(f"queue {self.index}: chain at ring position {start} has a readable "
                                      f"descriptor after a writable one")
                 readable.append(translate(addr, length))
@@ -142,6 +150,8 @@ class PackedRing(DeviceRing):
                 writable.append(translate(a, ln, True))
             else:
                 if writable:
+                    self.note("writable-before-readable", f"queue {self.index}: indirect table at ring position "
+                              f"{start} has a readable descriptor after a writable one")
                     raise GuestError(f"queue {self.index}: indirect chain at ring position {start} has a readable "
                                      f"descriptor after a writable one")
                 readable.append(translate(a, ln))

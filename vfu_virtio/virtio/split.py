@@ -32,6 +32,8 @@ class SplitRing(DeviceRing):
             raise GuestError(f"queue {index}: queue_size {size} is not a power of 2 in 1..{MAX_QUEUE_SIZE}")
         super().__init__(mem, index, size, addresses, event_idx, indirect, note)
         self._map()
+        if self.used16[0]:
+            self.note("used-flags-not-zero", f"queue {index}: used.flags {self.used16[0]:#x} when the queue started")
         # a freshly enabled queue starts at index 0 on both rings ("Virtqueue Initialization")
         self.last_avail = 0
         self.used_idx = 0
@@ -63,6 +65,7 @@ class SplitRing(DeviceRing):
             return None
         size = self.size
         if ((avail_idx - last) & 0xFFFF) > size:
+            self.note("avail-idx-invalid", f"queue {self.index}: avail.idx {avail_idx} after {last}")
             raise GuestError(f"queue {self.index}: avail.idx {avail_idx} is more than queue_size {size} "
                              f"ahead of {last}")
         head = self.avail16[2 + last % size]
@@ -83,12 +86,16 @@ class SplitRing(DeviceRing):
         writable: list[memoryview] = []
         while True:
             if ttl == 0:
+                self.note("chain-longer-than-queue-size", f"queue {self.index}: chain from head {head} visits more "
+                          f"than {'its indirect table' if in_indirect else 'queue_size'} descriptors")
                 raise GuestError(f"queue {self.index}: descriptor chain from head {head} is longer than "
                                  f"{'its indirect table' if in_indirect else 'queue_size'} (loop?)")
             ttl -= 1
             addr, length, flags, nxt = unpack_from(table, 16 * idx)
             if flags & VIRTQ_DESC_F_INDIRECT:
                 if in_indirect:
+                    self.note("indirect-nested", f"queue {self.index}: indirect descriptor inside the indirect table "
+                              f"of chain {head}")
                     raise GuestError(f"queue {self.index}: nested indirect descriptor in chain {head}")
                 if flags & VIRTQ_DESC_F_NEXT:
                     self.note("indirect-with-next", f"queue {self.index}: INDIRECT descriptor with NEXT in chain "
@@ -114,6 +121,8 @@ class SplitRing(DeviceRing):
                 write_len += length
             else:
                 if writable:
+                    self.note("writable-before-readable", f"queue {self.index}: chain {head} has a readable "
+                              "descriptor after a writable one")
                     raise GuestError(f"queue {self.index}: chain {head} has a readable descriptor after a "
                                      f"writable one")
                 readable.append(translate(addr, length))
@@ -135,10 +144,14 @@ class SplitRing(DeviceRing):
             return False
         self._signalled_used = new
         full_barrier()  # used.idx visible before used_event / flags are read (the driver re-checks the other way)
+        flags = self.avail16[0]
+        if flags > (0 if self.event_idx else VIRTQ_AVAIL_F_NO_INTERRUPT):
+            self.note("avail-flags-invalid", f"queue {self.index}: avail.flags {flags:#x} "
+                      f"{'with' if self.event_idx else 'without'} VIRTIO_F_EVENT_IDX")
         if self.event_idx:
             used_event = self.avail16[2 + self.size]
             return vring_need_event(used_event, new, old)
-        return not self.avail16[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
+        return not flags & VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def enable_notifications(self) -> None:
         if self.event_idx:

@@ -27,6 +27,12 @@ Rules implemented (virtio v1.4):
 - a guest error (bad ring address, descriptor loop, ...) logs one line and sets DEVICE_NEEDS_RESET,
   then raises a configuration change interrupt ("Device Status Field").
 
+Driver audit (:mod:`vfu_virtio.virtio.audit`): every driver requirement the driver breaks in what reaches the
+transport -- status sequence, feature bits, register writes, notifications -- and in the rings and the device is
+recorded by its check id through :meth:`VirtioPciTransport.note`; the answers stay the same, unless ``strict``, which
+also sets DEVICE_NEEDS_RESET. Fault injection (:mod:`vfu_virtio.virtio.inject`): ``faults`` wrap the device's
+request handling and the interrupts.
+
 Asynchronous completion (decision TD-ASYNC): a device may keep a chain and complete it later from any thread;
 only the event-loop thread (:meth:`VirtioPciTransport.process_pending`,
 :meth:`VirtioPciTransport.publish_completions`) publishes used elements and interrupts. Device reset, queue reset,
@@ -41,8 +47,9 @@ import threading
 import time
 from typing import Callable
 
-from vfu_virtio.abi.virtio import (COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK, VIRTIO_F_EVENT_IDX,
-                                   VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
+from vfu_virtio.abi.virtio import (ACKNOWLEDGE, COMMON_CFG, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED,
+                                   FEATURES_OK, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC,
+                                   VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
                                    VIRTIO_F_VERSION_1, VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_CAP_COMMON_CFG,
                                    VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_DEVICE_ID_BASE,
                                    VIRTIO_PCI_ISR_CONFIG, VIRTIO_PCI_ISR_QUEUE, VIRTIO_PCI_VENDOR_ID, bit)
@@ -51,9 +58,11 @@ from ..pci import capabilities as caps
 from ..pci import layout
 from ..pci.function import Bar, IrqSink, PciCfgWindow, PciFunction, PciIdentity
 from ..pci.msix import MsixLayout
+from .audit import Audit
 from .chain import GuestError
 from .device import VirtioDevice
 from .inflight import Inflight
+from .inject import Fault, Injector
 from .memory import GuestMemory
 from .metrics import TransportMetrics
 from .packed import PackedRing
@@ -77,13 +86,17 @@ PCI_SUBSYSTEM_ID = 0x1100  # "PCI Device Discovery": non-transitional devices us
 
 _FIELD_AT = sorted((off, w, name) for name, (off, w) in COMMON_CFG.items())
 _UINT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+#: common configuration fields the driver must not write ("Common configuration structure layout")
+READ_ONLY_FIELDS = frozenset({"device_feature", "num_queues", "config_generation", "queue_notify_off",
+                              "queue_notif_config_data"})
+_RING_FIELDS = ("queue_desc", "queue_driver", "queue_device")
 
 
 class QueueState:
     """Driver-programmed registers of one virtqueue, the live ring once DRIVER_OK, and its in-flight requests."""
 
     __slots__ = ("index", "size", "max_size", "msix_vector", "enable", "desc", "driver", "device", "ring",
-                 "inflight", "reset_done", "enable0_logged")
+                 "inflight", "reset_done", "enable0_logged", "written")
 
     def __init__(self, index: int, max_size: int, wake: Callable[[], None]):
         self.index = index
@@ -99,6 +112,7 @@ class QueueState:
         self.desc = self.driver = self.device = 0
         self.ring: DeviceRing | None = None
         self.reset_done = 0  # queue_reset reads 1 after a queue reset until the queue is enabled again
+        self.written: set[str] = set()  # ring address fields the driver wrote since the queue's last reset
 
 
 class VirtioPciTransport:
@@ -108,15 +122,19 @@ class VirtioPciTransport:
     a request completed asynchronously. ``rings``: one of :data:`RING_CHOICES`. ``pci_class``: (base, sub,
     prog-if) of the function. Accesses: ``function.config_access`` for config space and
     ``function.bar_access(bar, ...)`` for BAR0 (these registers) and BAR2 (MSI-X); queue work:
-    :meth:`process_pending`, :meth:`publish_completions`. ``notes`` counts driver requirements broken in ways
-    the device accepted (check id -> count; the first of each kind is logged). ``metrics`` counts kicks, bytes,
-    errors, interrupts and DEVICE_NEEDS_RESET events (:mod:`vfu_virtio.virtio.metrics`). Raises ValueError when
-    the device does not fit the layout (too many queues for the MSI-X table, device config larger than its window).
+    :meth:`process_pending`, :meth:`publish_completions`. ``audit`` (an :class:`~vfu_virtio.virtio.audit.Audit`,
+    in memory by default) records the driver requirements the driver breaks; ``notes`` is its counts (check id ->
+    occurrences). ``strict``: a broken driver requirement also sets DEVICE_NEEDS_RESET. ``faults`` (parsed
+    ``--inject`` arguments) and ``fault_seed`` make the device misbehave on purpose (:attr:`injector`). ``metrics``
+    counts kicks, bytes, errors, interrupts and DEVICE_NEEDS_RESET events (:mod:`vfu_virtio.virtio.metrics`). Raises
+    ValueError when the device does not fit the layout (too many queues for the MSI-X table, device config larger
+    than its window) or cannot do one of the faults.
     """
 
     def __init__(self, device: VirtioDevice, memory: GuestMemory, irq: IrqSink,
                  wake: Callable[[], None] = lambda: None, rings: str = "any",
-                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS):
+                 pci_class: tuple[int, int, int] = layout.PCI_CLASS_OTHERS, audit: Audit | None = None,
+                 strict: bool = False, faults: tuple[Fault, ...] = (), fault_seed: int = 0):
         if rings not in RING_CHOICES:
             raise ValueError(f"rings {rings!r}: expected one of {', '.join(RING_CHOICES)}")
         self.device = device
@@ -139,15 +157,21 @@ class VirtioPciTransport:
         self.polling = False
         #: per-stage timers of the event loop (``--stage-timers``), None when off
         self.clock: StageClock | None = None
-        self.notes: dict[str, int] = {}
+        self.audit = audit if audit is not None else Audit(device=device.name)
+        self.notes = self.audit.counts
         self.metrics = TransportMetrics(self.num_queues)
+        self.strict = strict
+        self.injector = Injector(faults, fault_seed, device, self.config_changed, wake) if faults else None
+        self._handle = self.injector.handle if self.injector else device.handle
+        self._reset_unconfirmed = False  # 0 written to device_status, not read back since
         self.config_generation = 0
         self._config_snapshot = device.config_space()
         if len(self._config_snapshot) > layout.DEVICE_CFG_MAX:
             raise ValueError(f"device config of {len(self._config_snapshot)} bytes exceeds the "
                              f"{layout.DEVICE_CFG_MAX}-byte window")
-        self.function = self._build_function(irq, pci_class)
+        self.function = self._build_function(self.injector.irq_sink(irq) if self.injector else irq, pci_class)
         device.notify_config_change = self.config_changed
+        device.note = self._ring_note
         self._lock = threading.Lock()  # config_changed may come from a device thread
         self.reset()
 
@@ -169,7 +193,7 @@ class VirtioPciTransport:
         ]
         bars = [Bar(L.VIRTIO_BAR, L.VIRTIO_BAR_SIZE, self.bar0_access), Bar(L.MSIX_BAR, L.MSIX_BAR_SIZE, None)]
         msix = MsixLayout(self.num_vectors, L.MSIX_BAR, L.MSIX_TABLE_OFFSET, L.MSIX_PBA_OFFSET)
-        return PciFunction(identity, bars, capabilities, msix, irq)
+        return PciFunction(identity, bars, capabilities, msix, irq, note=self.note)
 
     def _signal(self, vector: int) -> None:
         """Interrupt the driver: MSI-X ``vector`` if MSI-X is enabled, else INTx (level: the ISR is non-zero)."""
@@ -188,6 +212,7 @@ class VirtioPciTransport:
             q.inflight.discard()
             q.reset()
         self.status = 0
+        self._reset_unconfirmed = False
         self.isr = 0
         self.function.set_intx(False)
         self.device_feature_select = 0
@@ -225,11 +250,18 @@ class VirtioPciTransport:
         return self.driver_features if self.status & FEATURES_OK else 0
 
     def note(self, check: str, detail: str) -> None:
-        """A driver requirement broken in a way the device accepted: counted per ``check``, the first logged."""
-        n = self.notes.get(check, 0)
-        self.notes[check] = n + 1
-        if not n:
-            log.info("driver: %s", detail)
+        """The driver broke requirement ``check`` (:data:`~vfu_virtio.virtio.audit.DRIVER_CHECKS`), seen in a register
+        access: recorded (the first logged); with ``strict`` also DEVICE_NEEDS_RESET."""
+        self.audit.record(check, detail)
+        if self.strict:
+            self.needs_reset(f"strict driver audit: {check}: {detail}")
+
+    def _ring_note(self, check: str, detail: str) -> None:
+        """:meth:`note` for the rings and the device, inside a request's walk or handling: with ``strict`` it raises
+        GuestError, which the request path answers with DEVICE_NEEDS_RESET."""
+        self.audit.record(check, detail)
+        if self.strict:
+            raise GuestError(f"strict driver audit: {check}: {detail}")
 
     def config_changed(self) -> None:
         """The device changed its config space: bump config_generation and interrupt the driver."""
@@ -299,11 +331,18 @@ class VirtioPciTransport:
             sel = self.driver_feature_select
             if sel < 2:
                 shift = 32 * sel
-                self.driver_features = (self.driver_features & ~(0xFFFFFFFF << shift)) | (value << shift)
+                new = (self.driver_features & ~(0xFFFFFFFF << shift)) | (value << shift)
+                if self.status & FEATURES_OK and new & ~self.driver_features:
+                    self.note("features-after-features-ok", f"driver feature word {sel} written {value:#x} after "
+                              f"FEATURES_OK (new bits {(new & ~self.driver_features) >> shift:#x})")
+                self.driver_features = new
             elif value:
                 log.warning("driver wrote %#x to driver feature word %d (only words 0-1 exist)", value, sel)
+                self.note("feature-not-offered", f"driver feature word {sel} written {value:#x}; the device offers "
+                          "no feature beyond bit 63")
                 self.driver_features_bad = True
         elif name == "msix_config":
+            self._check_vector(name, value)
             self.msix_config = value if value < self.num_vectors else VIRTIO_MSI_NO_VECTOR
         elif name == "device_status":
             self._write_status(value)
@@ -312,6 +351,7 @@ class VirtioPciTransport:
         elif q is None:
             log.debug("write to %s of absent queue %d ignored", name, self.queue_select)
         elif name == "queue_msix_vector":
+            self._check_vector(f"queue {q.index}'s queue_msix_vector", value)
             q.msix_vector = value if value < self.num_vectors else VIRTIO_MSI_NO_VECTOR
         elif name == "queue_reset":
             if value == 1 and self.negotiated & bit(VIRTIO_F_RING_RESET):
@@ -319,10 +359,14 @@ class VirtioPciTransport:
             else:
                 log.debug("write of %d to queue_reset of queue %d ignored (VIRTIO_F_RING_RESET %snegotiated)",
                           value, q.index, "" if self.negotiated & bit(VIRTIO_F_RING_RESET) else "not ")
-        elif q.enable and name in ("queue_size", "queue_desc", "queue_driver", "queue_device"):
+        elif q.enable and name in ("queue_size", *_RING_FIELDS):
             log.warning("write to %s of enabled queue %d ignored", name, self.queue_select)
+            self.note("queue-field-while-enabled", f"queue {q.index}: {name} written while the queue is enabled")
         elif name == "queue_size":
             packed = self.driver_features & bit(VIRTIO_F_RING_PACKED)
+            if value == 0 or (not packed and value & (value - 1)):
+                self.note("queue-size-invalid", f"queue {q.index}: queue_size {value} written with "
+                          f"{'packed' if packed else 'split'} virtqueues")
             if value == 0 or value > q.max_size or (not packed and value & (value - 1)):
                 log.warning("queue %d: queue_size %d refused (%s up to %d)", self.queue_select, value,
                             "1" if packed else "a power of 2", q.max_size)
@@ -330,25 +374,68 @@ class VirtioPciTransport:
                 q.size = value
         elif name == "queue_enable":
             if value == 1 and not q.enable:
+                if len(q.written) < len(_RING_FIELDS):
+                    missing = ", ".join(f for f in _RING_FIELDS if f not in q.written)
+                    self.note("queue-enable-before-addresses", f"queue {q.index} enabled before {missing} was written")
                 q.enable = 1
                 q.reset_done = 0
                 if self.status & DRIVER_OK:
                     self._start_queue(q)
-            elif value != 1 and not q.enable0_logged:
-                q.enable0_logged = True
-                log.warning("queue %d: driver wrote %d to queue_enable (only 1 is allowed; ignored, logged once "
-                            "per queue, TD-QUEUE-ENABLE-0)", self.queue_select, value)
-        elif name in ("queue_desc", "queue_driver", "queue_device"):
+            elif value != 1:
+                self.note("queue-enable-0", f"queue {q.index}: queue_enable written {value}")
+                if not q.enable0_logged:
+                    q.enable0_logged = True
+                    log.warning("queue %d: driver wrote %d to queue_enable (only 1 is allowed; ignored, logged once "
+                                "per queue, TD-QUEUE-ENABLE-0)", self.queue_select, value)
+        elif name in _RING_FIELDS:
             setattr(q, name[6:], value)
+            q.written.add(name)
         else:
             log.debug("write of %#x to read-only %s ignored", value, name)
+
+    def _check_vector(self, what: str, value: int) -> None:
+        if value >= self.num_vectors and value != VIRTIO_MSI_NO_VECTOR:
+            self.note("msix-vector-outside-table", f"{what} written {value:#x}; the MSI-X Table has "
+                      f"{self.num_vectors} entries")
+
+    def _audit_status(self, old: int, value: int) -> None:
+        """The driver requirements of a device_status write of ``value`` (non-zero) over ``old``."""
+        if self._reset_unconfirmed:
+            self._reset_unconfirmed = False
+            self.note("reset-not-awaited", f"device_status written {value:#x} after a reset, without reading it "
+                      "back as 0 first")
+        cleared = old & ~value & ~DEVICE_NEEDS_RESET
+        if cleared:
+            self.note("status-bit-cleared", f"device_status {old:#x} written {value:#x} (bits {cleared:#x} cleared)")
+        new = value & ~old
+        if old & FAILED and new & ~FAILED:
+            self.note("reinit-after-failed", f"device_status {old:#x} (FAILED) written {value:#x} without a reset")
+        if (new & DRIVER and not value & ACKNOWLEDGE) or (new & FEATURES_OK and not value & DRIVER):
+            self.note("init-order", f"device_status {old:#x} written {value:#x}: a step's bit before an earlier "
+                      "step's (ACKNOWLEDGE, DRIVER, FEATURES_OK)")
+        if new & DRIVER_OK and not old & FEATURES_OK:
+            self.note("driver-ok-without-features-ok", f"device_status {old:#x} written {value:#x}: DRIVER_OK "
+                      "without FEATURES_OK set and read back before")
+        if new & FEATURES_OK:
+            f = self.driver_features
+            if f & ~self.device_features:
+                self.note("feature-not-offered", f"FEATURES_OK with driver features {f:#x}: bits "
+                          f"{f & ~self.device_features:#x} not offered (device features {self.device_features:#x})")
+            if self.device_features & bit(VIRTIO_F_VERSION_1) and not f & bit(VIRTIO_F_VERSION_1):
+                self.note("version-1-not-accepted", f"FEATURES_OK with driver features {f:#x}: VIRTIO_F_VERSION_1 "
+                          "offered, not accepted")
+            why = self.device.refuse_features(f)
+            if why:
+                self.note("feature-dependency", f"FEATURES_OK with driver features {f:#x}: {why}")
 
     def _write_status(self, value: int) -> None:
         if value == 0:
             log.info("device reset by the driver")
             self.reset()
+            self._reset_unconfirmed = True
             return
         old = self.status
+        self._audit_status(old, value)
         if value & FEATURES_OK and not old & FEATURES_OK:
             f = self.driver_features
             unknown = f & ~self.device_features
@@ -380,10 +467,15 @@ class VirtioPciTransport:
 
     def _start_queue(self, q: QueueState) -> None:
         f = self.driver_features
-        ring_class = PackedRing if f & bit(VIRTIO_F_RING_PACKED) else SplitRing
+        packed = f & bit(VIRTIO_F_RING_PACKED)
+        ring_class = PackedRing if packed else SplitRing
+        if q.desc % 16 or q.driver % (4 if packed else 2) or q.device % 4:
+            self.audit.record("ring-misaligned", f"queue {q.index}: ring parts at {q.desc:#x}/{q.driver:#x}/"
+                              f"{q.device:#x} (alignment 16/{4 if packed else 2}/4)")
         try:
             q.ring = ring_class(self.memory, q.index, q.size, (q.desc, q.driver, q.device),
-                                bool(f & bit(VIRTIO_F_EVENT_IDX)), bool(f & bit(VIRTIO_F_INDIRECT_DESC)), self.note)
+                                bool(f & bit(VIRTIO_F_EVENT_IDX)), bool(f & bit(VIRTIO_F_INDIRECT_DESC)),
+                                self._ring_note)
         except GuestError as e:
             self.needs_reset(f"queue {q.index}: {e}")
             return
@@ -408,12 +500,17 @@ class VirtioPciTransport:
         for off, w, name in _FIELD_AT:
             if off < offset + size and off + w > offset:
                 struct.pack_into(_UINT[w], image, off, self._read_field(name) & ((1 << (8 * w)) - 1))
+                if name == "device_status":
+                    self._reset_unconfirmed = False  # the driver read it back
         return bytes(image[offset:offset + size])
 
     def common_write(self, offset: int, data: bytes) -> None:
         end = offset + len(data)
         for off, w, name in _FIELD_AT:
             if off < end and off + w > offset:
+                if name in READ_ONLY_FIELDS:
+                    self.note("read-only-field-written", f"{len(data)}-byte write at common configuration offset "
+                              f"{offset:#x} covers {name}")
                 cur = bytearray(struct.pack(_UINT[w], self._read_field(name) & ((1 << (8 * w)) - 1)))
                 lo, hi = max(off, offset), min(off + w, end)
                 cur[lo - off:hi - off] = data[lo - offset:hi - offset]
@@ -440,17 +537,39 @@ class VirtioPciTransport:
             rel = offset - L.DEVICE_CFG_OFFSET
             if data is None:
                 return self._config_snapshot[rel:rel + size].ljust(size, b"\0")
-            self.device.write_config(rel, data)
+            if not self.status & FEATURES_OK:
+                self.note("device-config-written-early", f"{size}-byte write at device configuration offset {rel} "
+                          f"before FEATURES_OK (device_status {self.status:#x})")
+            try:
+                self.device.write_config(rel, data)
+            except GuestError as e:  # a strict audit refusing the write
+                self.needs_reset(str(e))
             return None
         if L.NOTIFY_OFFSET <= offset < L.NOTIFY_OFFSET + L.NOTIFY_LENGTH:
             if data is None:
                 return b"\0" * size
-            self.notify((offset - L.NOTIFY_OFFSET) // L.NOTIFY_OFF_MULTIPLIER)
+            queue = (offset - L.NOTIFY_OFFSET) // L.NOTIFY_OFF_MULTIPLIER
+            self._audit_notify(queue, data)
+            self.notify(queue)
             return None
         if data is None:
             return b"\0" * size
         log.debug("write of %d bytes to unused BAR0 offset %#x ignored", size, offset)
         return None
+
+    def _audit_notify(self, queue: int, data: bytes) -> None:
+        """The driver requirements of an available buffer notification of ``data`` at ``queue``'s notify address."""
+        if not self.status & DRIVER_OK:
+            self.note("notify-before-driver-ok", f"queue {queue} notified with device_status {self.status:#x}")
+        if queue >= self.num_queues or not self.queues[queue].enable:
+            self.note("notify-queue-not-enabled", f"queue {queue} notified, which "
+                      f"{'the device does not have' if queue >= self.num_queues else 'is not enabled'}")
+        width = 4 if self.negotiated & bit(VIRTIO_F_NOTIFICATION_DATA) else 2
+        if len(data) != width:
+            self.note("notify-width", f"queue {queue} notified with a {8 * len(data)}-bit write ({8 * width} bits "
+                      "expected)")
+        elif int.from_bytes(data[:2], "little") != queue:
+            self.note("notify-value", f"queue {queue}'s notify address written {data.hex()}")
 
     def notify(self, queue: int) -> None:
         """Available buffer notification for ``queue`` (processed by :meth:`process_pending`)."""
@@ -490,7 +609,7 @@ class VirtioPciTransport:
             error = None
             done = 0
             chain = None
-            handle = self.device.handle
+            handle = self._handle
             inflight = q.inflight
             qm = self.metrics.queues[i]
             try:
@@ -564,7 +683,10 @@ class VirtioPciTransport:
         return any(q.inflight.has_done() for q in self.queues)
 
     def publish_completions(self) -> None:
-        """Publish what devices completed on other threads since the last call (event-loop thread)."""
+        """Publish what devices completed on other threads since the last call, after the fault injector's due work
+        (event-loop thread)."""
+        if self.injector:
+            self.injector.run_due()
         for q in self.queues:
             if q.inflight.has_done():
                 self._publish(q)

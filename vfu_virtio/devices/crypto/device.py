@@ -29,6 +29,11 @@ memory the driver took back; :meth:`CryptoDevice.close` drains and stops the wor
 Accounting: a request answered with a status other than OK is marked ``chain.failed`` (the transport counts it per
 queue); at debug level each request gets one log line (queue, request type, session, bytes read and written, status
 and the reason of an error); :meth:`CryptoDevice.stats` gives the session counts to the status endpoint.
+
+Driver audit: a request that breaks a crypto driver requirement (a key over the limit, fields over ``max_size``, an
+unknown session, any request while VIRTIO_CRYPTO_S_HW_READY is clear) is reported through ``note`` and answered as
+before. Fault injection: :meth:`CryptoDevice.request_type` names requests by opcode, :meth:`CryptoDevice.answer_error`
+answers one with a status, :meth:`CryptoDevice.set_ready` clears or sets HW_READY.
 """
 from __future__ import annotations
 
@@ -83,6 +88,7 @@ class CryptoDevice(VirtioDevice):
 
     device_id = VIRTIO_ID_CRYPTO
     name = "crypto"
+    error_statuses = tuple(s.name for s in Status if s is not Status.OK)
 
     def __init__(self, max_dataqueues: int = 4, max_sessions: int = 1024, max_size: int = 1 << 20,
                  max_cipher_key_len: int = 64, max_auth_key_len: int = 512, profile: str = profiles.DEFAULT,
@@ -112,6 +118,8 @@ class CryptoDevice(VirtioDevice):
         self.bulk_threshold = bulk_threshold
         self.sessions = SessionTable(max_sessions)
         self.codec: Codec = self.profile.new_codec(0, self.limits)
+        self.request_types = self.profile.codec.REQUEST_TYPES
+        self.ready = True
         self._workers: dict[int, _Worker] = {}
 
     # ---- VirtioDevice contract ----------------------------------------------------------------------------
@@ -121,7 +129,29 @@ class CryptoDevice(VirtioDevice):
 
     def config_space(self) -> bytes:
         """The profile's configuration layout (the standard: ``struct virtio_crypto_config``, 56 bytes)."""
-        return self.profile.config_space(self.max_dataqueues, self.limits)
+        return self.profile.config_space(self.max_dataqueues, self.limits, self.ready)
+
+    def set_ready(self, ready: bool) -> None:
+        """Set or clear VIRTIO_CRYPTO_S_HW_READY and announce the configuration change (a fault to inject: the device
+        keeps answering requests; the driver must stop sending them)."""
+        self.ready = ready
+        self.log.info("HW_READY %s", "set" if ready else "cleared")
+        self.notify_config_change()
+
+    def request_type(self, queue_index: int, chain: DescriptorChain) -> str | None:
+        """The request's opcode name (``CIPHER_ENCRYPT``, ``HASH_CREATE_SESSION``, ...), from the codec."""
+        return self.codec.request_type(chain.peek(4))
+
+    def answer_error(self, queue_index: int, chain: DescriptorChain, status: str) -> int:
+        """Write ``status`` (a :class:`~.values.Status` name) as the outcome of ``chain`` without executing it, laid
+        out as the codec lays out any failed request; returns the used length (0 without a writable byte)."""
+        writer = chain.writer
+        if writer.capacity == 0:
+            return 0
+        if queue_index == self.controlq:
+            opcode = int.from_bytes(chain.peek(4), "little") if chain.reader.remaining >= 4 else None
+            return self.codec.ctrl_outcome(writer, opcode, Status[status], 0)
+        return self.codec.data_outcome(writer, None, Status[status], 0)
 
     def refuse_features(self, features: int) -> str | None:
         """The profile's dependency rule (the standard: each *_STATELESS_MODE bit requires REVISION_1)."""
@@ -141,6 +171,8 @@ class CryptoDevice(VirtioDevice):
     def handle(self, queue_index: int, chain: DescriptorChain) -> int | None:
         """Process one request; returns the used length, or None when a data queue's worker completes it (see the
         module docstring)."""
+        if not self.ready:
+            self.note("crypto-not-ready", f"a request on queue {queue_index} while HW_READY is clear")
         if queue_index == self.controlq:
             return self._handle_ctrl(chain)
         return self._handle_data(queue_index, chain)
@@ -182,6 +214,8 @@ class CryptoDevice(VirtioDevice):
                 session_id = self.sessions.add(self.profile.make_session(request.params))
         except CryptoStatus as e:
             chain.failed = True
+            if e.driver_check:
+                self.note(e.driver_check, f"controlq: {e.why}")
             used = codec.ctrl_outcome(writer, opcode, e.status, 0)
             if self.log.isEnabledFor(logging.DEBUG):
                 self._log_request(self.controlq, _opcode_name(opcode), chain, used, e.status, e.why)
@@ -230,6 +264,8 @@ class CryptoDevice(VirtioDevice):
             end = session.run(request.op, writer)
         except CryptoStatus as e:
             chain.failed = True
+            if e.driver_check:
+                self.note(e.driver_check, f"dataq {queue_index}: {e.why}")
             request = request or e.request
             used = codec.data_outcome(writer, request, e.status, 0)
             if self.log.isEnabledFor(logging.DEBUG):

@@ -15,10 +15,13 @@ class CryptoStatus(Exception):
     ``request``: what a codec whose status placement depends on the request kind parsed before the fault (a
     :class:`~.values.DataRequest`, possibly with ``params`` and ``op`` None); the device hands it to the codec's
     ``data_outcome`` in place of the request that did not parse. None (the default) when there is nothing.
+    ``driver_check``: the id of the driver requirement the request broke (``vfu_virtio.virtio.audit.DRIVER_CHECKS``),
+    when that is why; the device reports it to the driver audit.
     """
 
-    def __init__(self, status: Status, why: str, request=None):
+    def __init__(self, status: Status, why: str, request=None, driver_check: str | None = None):
         super().__init__(f"{status.name}: {why}")
         self.status = status
         self.why = why
         self.request = request
+        self.driver_check = driver_check

@@ -46,12 +46,14 @@ IMPLEMENTED = {**services.IMPLEMENTED, Service.ASYM: ASYM_ALGORITHMS}
 
 class ConfigValues(NamedTuple):
     """What a configuration layout is built from: ``max_dataqueues``, the device ``limits`` (bytes), the advertised
-    ``algorithms`` (service -> number -> name) and the offered ``services``."""
+    ``algorithms`` (service -> number -> name), the offered ``services`` and whether the device is ``ready`` (the
+    standard's VIRTIO_CRYPTO_S_HW_READY)."""
 
     max_dataqueues: int
     limits: Limits
     algorithms: AlgorithmTables
     services: frozenset[Service]
+    ready: bool = True
 
 
 class Codec(Protocol):
@@ -75,6 +77,10 @@ class Codec(Protocol):
         """Write a dataq status (``request`` None: it did not parse; ``end``: what the session's ``run`` returned,
         the stream offset past the outputs it wrote, or the result value an ASYM session leaves to the codec to
         lay out; 0 on failure); return the used length in bytes."""
+
+    def request_type(self, head: bytes) -> str | None:
+        """The name of the request whose first readable bytes are ``head`` (one of the codec class's
+        ``REQUEST_TYPES``), None if unknown (fault injection's ``op=``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,9 +115,9 @@ class Profile:
         object.__setattr__(self, "advertised", advertised)
         object.__setattr__(self, "services", frozenset(advertised))
 
-    def config_space(self, max_dataqueues: int, limits: Limits) -> bytes:
-        """The device configuration bytes for ``max_dataqueues`` data queues and ``limits``."""
-        return self.config_layout(ConfigValues(max_dataqueues, limits, self.advertised, self.services))
+    def config_space(self, max_dataqueues: int, limits: Limits, ready: bool = True) -> bytes:
+        """The device configuration bytes for ``max_dataqueues`` data queues and ``limits``, ready or not."""
+        return self.config_layout(ConfigValues(max_dataqueues, limits, self.advertised, self.services, ready))
 
     def new_codec(self, features: int, limits: Limits) -> Codec:
         """The codec for the negotiated device-type ``features`` (0 before negotiation)."""

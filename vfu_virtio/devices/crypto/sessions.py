@@ -44,14 +44,16 @@ class SessionTable:
         """The live session ``session_id`` of ``service``; INVSESS if unknown, destroyed or of another service."""
         session = self._sessions.get(session_id)
         if session is None or session.service != service:
-            raise CryptoStatus(Status.INVSESS, f"no live {service.name} session {session_id}")
+            raise CryptoStatus(Status.INVSESS, f"no live {service.name} session {session_id}",
+                               driver_check="crypto-invalid-session")
         return session
 
     def remove(self, session_id: int, service: Service) -> None:
         """Destroy session ``session_id`` of ``service``; ERR if there is no such live session (AMB-11)."""
         session = self._sessions.get(session_id)
         if session is None or session.service != service:
-            raise CryptoStatus(Status.ERR, f"destroy of unknown {service.name} session {session_id}")
+            raise CryptoStatus(Status.ERR, f"destroy of unknown {service.name} session {session_id}",
+                               driver_check="crypto-invalid-session")
         del self._sessions[session_id]
 
     def clear(self) -> None:

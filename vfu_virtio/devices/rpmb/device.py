@@ -43,6 +43,10 @@ Accounting: a request whose result is not OK (or that is malformed) is marked ``
 counts it per queue); at debug level each request gets one log line (request type, block count and address, bytes
 read and written, result); :meth:`RpmbDevice.stats` gives the write counter and the operation counts to the status
 endpoint (never the key).
+
+Driver audit: a write to the (read-only) configuration and a request that is not whole frames are reported through
+``note``. Fault injection: :meth:`RpmbDevice.request_type` names a request by its first frame's ``req_resp``,
+:meth:`RpmbDevice.answer_error` answers it with a result code and changes nothing.
 """
 from __future__ import annotations
 
@@ -60,6 +64,10 @@ from .persist import RpmbState
 from .request import DataRead, DataWrite, GetWriteCounter, Malformed, ProgramKey, ResultRead, parse
 
 MAX_LIMIT = 0xFF  # max_wr_cnt / max_rd_cnt are u8
+#: request type -> name (fault injection's ``op=``)
+_REQUEST_NAMES = {F.VIRTIO_RPMB_REQ_PROGRAM_KEY: "PROGRAM_KEY",
+                  F.VIRTIO_RPMB_REQ_GET_WRITE_COUNTER: "GET_WRITE_COUNTER", F.VIRTIO_RPMB_REQ_DATA_WRITE: "DATA_WRITE",
+                  F.VIRTIO_RPMB_REQ_DATA_READ: "DATA_READ", F.VIRTIO_RPMB_REQ_RESULT_READ: "RESULT_READ"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ class RpmbDevice(VirtioDevice):
     device_id = F.VIRTIO_ID_RPMB
     name = "rpmb"
     num_queues = 1
+    request_types = tuple(_REQUEST_NAMES.values())
+    error_statuses = tuple(name for code, name in F.RESULT_NAMES.items() if code != F.VIRTIO_RPMB_RES_OK)
 
     def __init__(self, state: RpmbState, capacity: int = 1, max_wr_cnt: int = 1, max_rd_cnt: int = 1):
         super().__init__()
@@ -106,6 +116,32 @@ class RpmbDevice(VirtioDevice):
         """``struct virtio_rpmb_config``: capacity, max_wr_cnt, max_rd_cnt (3 bytes)."""
         return F.VIRTIO_RPMB_CONFIG.pack(self.capacity, self.max_wr_cnt, self.max_rd_cnt)
 
+    def write_config(self, offset: int, data: bytes) -> None:
+        """The configuration is read-only for the driver: the write is ignored and reported to the driver audit."""
+        self.note("rpmb-config-written", f"{len(data)}-byte write at configuration offset {offset} (ignored)")
+
+    def request_type(self, queue_index: int, chain: DescriptorChain) -> str | None:
+        """The first frame's request type (``DATA_WRITE``, ...), None for a chain shorter than a frame or an unknown
+        type."""
+        head = chain.peek(F.FRAME_SIZE)
+        return _REQUEST_NAMES.get(int.from_bytes(head[-2:], "big")) if len(head) == F.FRAME_SIZE else None
+
+    def answer_error(self, queue_index: int, chain: DescriptorChain, status: str) -> int:
+        """One response frame with result ``status`` (a result code name) for the request's type, its nonce echoed,
+        sealed as every response is; nothing is executed or changed. Used length 512, or 0 without a writable
+        frame."""
+        if chain.writer.capacity < F.FRAME_SIZE:
+            return 0
+        head = chain.peek(F.FRAME_SIZE)
+        first = Frame.unpack(head) if len(head) == F.FRAME_SIZE else Frame()
+        code = next(c for c, name in F.RESULT_NAMES.items() if name == status)
+        resp_type = first.req_resp << 8 if first.req_resp in _REQUEST_NAMES and first.req_resp != \
+            F.VIRTIO_RPMB_REQ_RESULT_READ else 0
+        frame = Frame(req_resp=resp_type, result=code, nonce=first.nonce,
+                      block_count=first.block_count, address=first.address)
+        chain.writer.write_at(0, F.seal([frame], self.state.key))
+        return F.FRAME_SIZE
+
     def reset(self) -> None:
         """Forget the RESULT_READ record; key, counter and data persist (RPMB-34, RPMB-37)."""
         super().reset()
@@ -125,6 +161,8 @@ class RpmbDevice(VirtioDevice):
         returns the used length (see the module docstring)."""
         raw = chain.reader.read_all()
         request = parse(raw)
+        if isinstance(request, Malformed) and request.driver_check:
+            self.note(request.driver_check, request.reason)
         room = chain.writer.capacity // F.FRAME_SIZE
         frames = self.execute(request, room)
         used = 0
@@ -144,7 +182,7 @@ class RpmbDevice(VirtioDevice):
     def _outcome(self, request, frames: list[Frame]) -> tuple[str, int]:
         """The request's type name and result: a write's or PROGRAM_KEY's own (RESULT_READ in the chain or not),
         else the response frame's; a malformed chain is GENERAL_FAILURE."""
-        name = _REQUEST_NAMES[type(request)]
+        name = _TYPE_NAMES[type(request)]
         if isinstance(request, (ProgramKey, DataWrite)):
             return name, self.last.result
         if isinstance(request, Malformed) or not frames:
@@ -264,8 +302,9 @@ class RpmbDevice(VirtioDevice):
                       nonce=frame.nonce, data=data[i] if data is not None else zero) for i in range(count)]
 
 
-_REQUEST_NAMES = {ProgramKey: "PROGRAM_KEY", GetWriteCounter: "GET_WRITE_COUNTER", DataWrite: "DATA_WRITE",
-                  DataRead: "DATA_READ", ResultRead: "RESULT_READ", Malformed: "MALFORMED"}
+#: parsed request class -> name (the status endpoint's counts, the debug line)
+_TYPE_NAMES = {ProgramKey: "PROGRAM_KEY", GetWriteCounter: "GET_WRITE_COUNTER", DataWrite: "DATA_WRITE",
+               DataRead: "DATA_READ", ResultRead: "RESULT_READ", Malformed: "MALFORMED"}
 
 
 def _describe(name: str, request) -> str:

@@ -69,10 +69,12 @@ class ResultRead:
 @dataclass(frozen=True)
 class Malformed:
     """A chain that is no request (RAMB-15): ``reason``, and ``resp_type`` of the recognised primary
-    request (0 if none) for the GENERAL_FAILURE frame."""
+    request (0 if none) for the GENERAL_FAILURE frame; ``driver_check``: the driver requirement it breaks, if one
+    names it (``vfu_virtio.virtio.audit.DRIVER_CHECKS``)."""
 
     reason: str
     resp_type: int = 0
+    driver_check: str | None = None
 
 
 Request = ProgramKey | GetWriteCounter | DataWrite | DataRead | ResultRead | Malformed
@@ -90,7 +92,8 @@ def _trailing_result_read(frames: list[Frame]) -> tuple[bool, Frame | None]:
 def parse(raw: bytes) -> Request:
     """Classify the readable bytes of one chain (see the module docstring)."""
     if not raw or len(raw) % FRAME_SIZE:
-        return Malformed(f"readable part of {len(raw)} bytes is not whole 512-byte frames")
+        return Malformed(f"readable part of {len(raw)} bytes is not whole 512-byte frames",
+                         driver_check="rpmb-frame-partial")
     frames = [Frame.unpack(raw, off) for off in range(0, len(raw), FRAME_SIZE)]
     first = frames[0]
     kind = first.req_resp

@@ -121,6 +121,12 @@ _SERVICES = {C.VIRTIO_CRYPTO_SERVICE_CIPHER: Service.CIPHER, C.VIRTIO_CRYPTO_SER
              C.VIRTIO_CRYPTO_SERVICE_AKCIPHER: Service.AKCIPHER}
 _SERVICE_BITS = {service: bit for bit, service in _SERVICES.items()}
 _CREATE_SESSION = {opcode: _SERVICES[s] for opcode, s in C.CREATE_SESSION_OPCODES.items()}
+#: opcode -> its name without VIRTIO_CRYPTO_ ("Control Virtqueue", "Data Virtqueue")
+_OPCODE_NAMES = {getattr(C, f"VIRTIO_CRYPTO_{name}"): name for name in (
+    "CIPHER_CREATE_SESSION", "CIPHER_DESTROY_SESSION", "HASH_CREATE_SESSION", "HASH_DESTROY_SESSION",
+    "MAC_CREATE_SESSION", "MAC_DESTROY_SESSION", "AEAD_CREATE_SESSION", "AEAD_DESTROY_SESSION",
+    "AKCIPHER_CREATE_SESSION", "AKCIPHER_DESTROY_SESSION", "CIPHER_ENCRYPT", "CIPHER_DECRYPT", "HASH", "MAC",
+    "AEAD_ENCRYPT", "AEAD_DECRYPT", "AKCIPHER_ENCRYPT", "AKCIPHER_DECRYPT", "AKCIPHER_SIGN", "AKCIPHER_VERIFY")}
 _DESTROY_SESSION = {opcode: _SERVICES[s] for opcode, s in C.DESTROY_SESSION_OPCODES.items()}
 _DATA = {opcode: _SERVICES[s] for opcode, s in C.DATA_OPCODES.items()}
 _STATELESS_BITS = {_SERVICES[s]: bit for s, bit in C.STATELESS_FEATURE.items()}
@@ -196,9 +202,10 @@ def _take_parts(reader: ChainReader, n: int, what: str) -> Buffer | Scattered:
         raise CryptoStatus(Status.ERR, f"truncated {what}: {e}") from None
 
 
-def _check_key(key_len: int, limit: int, what: str) -> None:
+def _check_key(key_len: int, limit: int, what: str, driver_check: str = "crypto-key-too-long") -> None:
     if key_len > limit:
-        raise CryptoStatus(Status.ERR, f"{what} of {key_len} bytes exceeds the device limit {limit}")
+        raise CryptoStatus(Status.ERR, f"{what} of {key_len} bytes exceeds the device limit {limit}",
+                           driver_check=driver_check)
 
 
 class StandardCodec:
@@ -221,6 +228,15 @@ class StandardCodec:
 
     def _name(self, service: Service, algo: int) -> str | int:
         return self._names[service].get(algo, algo)
+
+    #: The request types :meth:`request_type` names (fault injection's ``op=``): the opcodes without VIRTIO_CRYPTO_.
+    REQUEST_TYPES = tuple(_OPCODE_NAMES.values())
+
+    @staticmethod
+    def request_type(head: bytes) -> str | None:
+        """The opcode's name (``CIPHER_ENCRYPT``, ``HASH_CREATE_SESSION``, ...) from the first 4 bytes of a controlq
+        or dataq request (both headers start with le32 opcode); None if unknown."""
+        return _OPCODE_NAMES.get(int.from_bytes(head[:4], "little")) if len(head) >= 4 else None
 
     def wire_status(self, status: Status, controlq: bool = False) -> int:
         """The status byte of ``status`` (``controlq``: the outcome of a controlq request). Without REVISION_1,
@@ -317,7 +333,7 @@ class StandardCodec:
 
     def _akcipher_params(self, algo: int, key_type: int, key_len: int, algo_flf: bytes,
                          reader: ChainReader) -> AkcipherParams:
-        _check_key(key_len, self.limits.max_size, "AKCIPHER key")
+        _check_key(key_len, self.limits.max_size, "AKCIPHER key", "crypto-over-max-size")
         key = _read(reader, key_len, "AKCIPHER key")
         name, kind = self._name(Service.AKCIPHER, algo), _KEY_TYPES.get(key_type, key_type)
         if algo == C.VIRTIO_CRYPTO_AKCIPHER_RSA:
@@ -382,7 +398,7 @@ class StandardCodec:
         total = sum(lengths)
         if total > self.limits.max_size:
             raise CryptoStatus(Status.ERR, f"variable-length fields of {total} bytes exceed "
-                               f"max_size {self.limits.max_size} (AMB-13)")
+                               f"max_size {self.limits.max_size} (AMB-13)", driver_check="crypto-over-max-size")
 
     def _parse_sym_data(self, opcode, flf, stateless_layout, stateless, reader):
         encrypt = opcode == C.VIRTIO_CRYPTO_CIPHER_ENCRYPT
@@ -534,14 +550,15 @@ def _mask(numbers) -> int:
 
 
 def config_layout(values: ConfigValues) -> bytes:
-    """``struct virtio_crypto_config`` (56 bytes, ``VIRTIO_CRYPTO_CONFIG``): status HW_READY, the advertised services
-    and algorithm bitmaps, the limits."""
+    """``struct virtio_crypto_config`` (56 bytes, ``VIRTIO_CRYPTO_CONFIG``): status HW_READY (0 when not ready), the
+    advertised services and algorithm bitmaps, the limits."""
     algos: Mapping[Service, Mapping[int, str]] = values.algorithms
     cipher = _mask(algos.get(Service.CIPHER, ()))
     mac = _mask(algos.get(Service.MAC, ()))
     limits = values.limits
     return VIRTIO_CRYPTO_CONFIG.pack(
-        C.VIRTIO_CRYPTO_S_HW_READY, values.max_dataqueues, sum(1 << _SERVICE_BITS[s] for s in values.services),
+        C.VIRTIO_CRYPTO_S_HW_READY if values.ready else 0, values.max_dataqueues,
+        sum(1 << _SERVICE_BITS[s] for s in values.services),
         cipher & 0xFFFFFFFF, cipher >> 32, _mask(algos.get(Service.HASH, ())), mac & 0xFFFFFFFF, mac >> 32,
         _mask(algos.get(Service.AEAD, ())), limits.max_cipher_key_len, limits.max_auth_key_len,
         _mask(algos.get(Service.AKCIPHER, ())), limits.max_size)
