@@ -12,8 +12,8 @@ three hit the same disk), each for ``--seconds``:
 3. **device reads**: authenticated DATA_READ of one block with a fresh nonce, MAC and nonce verified.
 
 Every measurement is repeated ``--repeats`` times (raw and device alternately); the table gives the median and the
-min-max of each, and ``rpmb_throughput.png`` (bars of the medians with their range) goes into ``--out``
-(``benchmarks/out/``).
+min-max of each, and of the device process's CPU (user + sys from ``/proc/<pid>/stat``) per request, and
+``rpmb_throughput.png`` (bars of the medians with their range) goes into ``--out`` (``benchmarks/out/``).
 
 Device writes run twice: one chain in flight (each write waits for the previous completion) and
 ``--depth`` chains in flight (the driver fills the ring and kicks once; the device stages every write of
@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Spread, add_output_options, bar_plot, parser
+from common import Spread, add_output_options, bar_plot, parser, proc_cpu_seconds
 from vfu_virtio.abi.rpmb import Frame, verify
 from vfu_virtio.client.rpmb import RpmbClient
 from vfu_virtio.client.spawn import Server
@@ -75,9 +75,11 @@ def raw_fsync_rate(directory: Path, seconds: float, append: bool) -> float:
         os.close(fd)
 
 
-def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, float, float]:
-    """(durable authenticated 256-byte writes per second with one chain in flight, the same with
-    ``depth`` chains in flight, authenticated 1-block reads per second with one in flight), on a fresh store."""
+def device_rates(directory: Path, seconds: float, depth: int) -> tuple[tuple[float, float, float],
+                                                                      tuple[float, float, float]]:
+    """((durable authenticated 256-byte writes per second with one chain in flight, the same with ``depth`` chains
+    in flight, authenticated 1-block reads per second with one in flight), the device process's CPU (user + sys,
+    ``/proc/<pid>/stat``) in µs per request of each), on a fresh store."""
     for old in directory.glob("bench.db*"):
         old.unlink()
     server = Server("rpmb", str(directory / "rpmb.sock"), str(directory / "bench.db"), ("--capacity", "128"),
@@ -88,6 +90,7 @@ def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, fl
                 raise SystemExit("PROGRAM_KEY failed")
             data = os.urandom(256)
             counter = 0
+            cpu0 = proc_cpu_seconds(server.pid)
             start = time.perf_counter()
             end = start + seconds
             while time.perf_counter() < end:
@@ -96,6 +99,8 @@ def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, fl
                     raise SystemExit(f"write {counter} failed: result {result:#x}")
                 counter += 1
             serial = counter / (time.perf_counter() - start)
+            cpu1 = proc_cpu_seconds(server.pid)
+            serial_cpu = (cpu1 - cpu0) * 1e6 / max(counter, 1)
             queue = c.driver.queue(0)
             done = 0
             start = time.perf_counter()
@@ -110,6 +115,8 @@ def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, fl
                         raise SystemExit(f"pipelined write to counter {counter} failed: result {f.result:#x}")
                 done += len(chunk)
             pipelined = done / (time.perf_counter() - start)
+            cpu2 = proc_cpu_seconds(server.pid)
+            pipelined_cpu = (cpu2 - cpu1) * 1e6 / max(done, 1)
             n = 0
             start = time.perf_counter()
             end = start + seconds
@@ -118,9 +125,10 @@ def device_rates(directory: Path, seconds: float, depth: int) -> tuple[float, fl
                     raise SystemExit("read failed")
                 n += 1
             reads = n / (time.perf_counter() - start)
+            reads_cpu = (proc_cpu_seconds(server.pid) - cpu2) * 1e6 / max(n, 1)
     finally:
         server.stop()
-    return serial, pipelined, reads
+    return (serial, pipelined, reads), (serial_cpu, pipelined_cpu, reads_cpu)
 
 
 def main() -> None:
@@ -131,26 +139,30 @@ def main() -> None:
     add_output_options(ap)
     args = ap.parse_args()
     runs = []  # per repeat: raw append, raw in place, serial writes, pipelined writes, reads
+    cpus = []  # per repeat: device CPU µs per request of serial writes, pipelined writes, reads
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="rpmb-bench-") as d:
         directory = Path(d)
         fs = subprocess.run(["df", "-T", d], capture_output=True, text=True).stdout.splitlines()[-1].split()
         for _ in range(args.repeats):
             raw = (raw_fsync_rate(directory, args.seconds, append=True),
                    raw_fsync_rate(directory, args.seconds, append=False))
-            runs.append((*raw, *device_rates(directory, args.seconds, args.depth)))
+            rates, cpu = device_rates(directory, args.seconds, args.depth)
+            runs.append((*raw, *rates))
+            cpus.append(cpu)
     print(f"host: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"disk {fs[0]} ({fs[1]}), {args.seconds:g} s per measurement, {args.repeats} repeat(s): median "
           "(min-max)\n")
-    print("| measurement | per second | / raw append | / raw in place |")
-    print("|---|---:|---:|---:|")
+    print("| measurement | per second | / raw append | / raw in place | device CPU µs/request |")
+    print("|---|---:|---:|---:|---:|")
     names = ["raw write(256 B) + fsync, appending", "raw pwrite(256 B) + fsync, in place",
              "device: durable authenticated 256 B writes, 1 in flight",
              f"device: durable authenticated 256 B writes, {args.depth} in flight",
              "device: authenticated 1-block reads, 1 in flight"]
     rates = {name: Spread.of(run[i] for run in runs) for i, name in enumerate(names)}
     for i, name in enumerate(names):  # ratios paired within each repeat
+        cpu = Spread.of(c[i - 2] for c in cpus).format(".1f") if i >= 2 else "-"
         print(f"| {name} | {rates[name].format()} | {Spread.of(run[i] / run[0] for run in runs).format('.2f')} | "
-              f"{Spread.of(run[i] / run[1] for run in runs).format('.2f')} |")
+              f"{Spread.of(run[i] / run[1] for run in runs).format('.2f')} | {cpu} |")
     pipelined = Spread.of(run[3] / run[0] for run in runs)
     serial = Spread.of(run[2] / run[0] for run in runs)
     print(f"\nratio device writes ({args.depth} in flight) / raw write+fsync: **{pipelined.format('.2f')}** "
