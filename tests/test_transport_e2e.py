@@ -208,7 +208,10 @@ def test_driver_ok_without_features_ok_needs_reset(server):
 def test_pipelined_traffic_never_tears_ring_indexes(server):
     """Driver and device in two processes update the ring concurrently for ~2 s with two batches always in
     flight. Each le16 index or flags field must be stored and loaded in one access: with byte-wise stores the
-    device once read a half-written avail.idx and set DEVICE_NEEDS_RESET within a second."""
+    device once read a half-written avail.idx and set DEVICE_NEEDS_RESET within a second. A live packed descriptor
+    must never be rewritten whole: ``struct.pack_into`` clears the 16 bytes before it stores the fields, and a driver
+    in a wrap-0 lap read the cleared flags as a used descriptor ("Buffer ID 0, which is not in flight", or a used
+    length of 0) in about one run of 50 on a loaded machine, until the device wrote only addr, len and id there."""
     drv = attach(server)
     q = drv.queue(0)
     payload = bytes(range(256))

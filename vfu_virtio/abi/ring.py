@@ -41,6 +41,10 @@ VIRTQ_USED_F_NO_NOTIFY = 1      # used.flags, without VIRTIO_F_EVENT_IDX
 # ---- packed ----------------------------------------------------------------------------------------------
 #: struct pvirtq_desc, 16 bytes: le64 addr @0, le32 len @8, le16 id @12 (Buffer ID), le16 flags @14.
 PVIRTQ_DESC = struct.Struct("<QIHH")
+#: The first 14 bytes of struct pvirtq_desc (addr @0, len @8, id @12), for writing a live descriptor without touching
+#: its flags @14: ``struct.pack_into`` clears the whole span it packs before it stores the fields, and the other side
+#: reading a flags field of 0 in that moment sees a used descriptor whenever its wrap counter is 0.
+PVIRTQ_DESC_HEAD = struct.Struct("<QIH")
 #: struct pvirtq_event_suppress, 4 bytes: le16 desc @0 (desc_event_off:15, desc_event_wrap:1), le16 flags @2.
 PVIRTQ_EVENT_SUPPRESS = struct.Struct("<HH")
 

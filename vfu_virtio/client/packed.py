@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vfu_virtio.abi.ring import (PVIRTQ_DESC, RING_EVENT_FLAGS_DESC, RING_EVENT_FLAGS_DISABLE,
+from vfu_virtio.abi.ring import (PVIRTQ_DESC, PVIRTQ_DESC_HEAD, RING_EVENT_FLAGS_DESC, RING_EVENT_FLAGS_DISABLE,
                                  RING_EVENT_FLAGS_ENABLE, VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_INDIRECT,
                                  VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_USED, VIRTQ_DESC_F_WRITE, PackedLayout,
                                  event_off_wrap, packed_need_event)
@@ -133,8 +133,8 @@ class PackedVirtqueue(DriverVirtqueue):
             first_flags |= VIRTQ_DESC_F_WRITE if entries[0][2] else 0
         last = len(entries) - 1
         for j, (addr, ln, w) in enumerate(entries):
-            if j == 0:  # the flags already there never read as available (other wrap, or zero): kept for now
-                pack(buf, d + 16 * pos, addr, ln, bid, b16[fl16 + 8 * pos])
+            if j == 0:  # the flags already there never read as available (other wrap, or zero): left alone for now
+                PVIRTQ_DESC_HEAD.pack_into(buf, d + 16 * pos, addr, ln, bid)
             else:
                 fl = (VIRTQ_DESC_F_WRITE if w else 0) | (VIRTQ_DESC_F_NEXT if j < last else 0)
                 pack(buf, d + 16 * pos, addr, ln, bid, fl | (VIRTQ_DESC_F_AVAIL if wrap else VIRTQ_DESC_F_USED))

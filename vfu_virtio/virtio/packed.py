@@ -18,7 +18,7 @@ buffer notifications.
 """
 from __future__ import annotations
 
-from vfu_virtio.abi.ring import (MAX_QUEUE_SIZE, PVIRTQ_DESC, RING_EVENT_FLAGS_DESC,
+from vfu_virtio.abi.ring import (MAX_QUEUE_SIZE, PVIRTQ_DESC, PVIRTQ_DESC_HEAD, RING_EVENT_FLAGS_DESC,
                                  RING_EVENT_FLAGS_DISABLE, RING_EVENT_FLAGS_ENABLE, VIRTQ_DESC_F_AVAIL,
                                  VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_USED, VIRTQ_DESC_F_WRITE,
                                  event_off_wrap, packed_need_event)
@@ -172,8 +172,8 @@ class PackedRing(DeviceRing):
             return False
         self._batch = []
         desc, desc16 = self.desc, self.desc16
-        for pos, buf_id, length, _flags in batch:
-            PVIRTQ_DESC.pack_into(desc, 16 * pos, 0, length, buf_id, desc16[8 * pos + 7])
+        for pos, buf_id, length, _flags in batch:  # flags untouched until the element is whole (PVIRTQ_DESC_HEAD)
+            PVIRTQ_DESC_HEAD.pack_into(desc, 16 * pos, 0, length, buf_id)
         for pos, _id, _len, flags in reversed(batch):  # the first element's flags last: the whole batch at once
             desc16[8 * pos + 7] = flags
         count, self._since_signal = self._since_signal, 0
