@@ -49,6 +49,7 @@ from vfu_virtio.client import crypto as D
 from vfu_virtio.client import vfio_user as vu
 from vfu_virtio.client.memory import memfd
 from vfu_virtio.devices.crypto import CryptoDevice, keys, profiles
+from vfu_virtio.devices.crypto.device import KEYGEN_LIMITS
 from vfu_virtio.devices.crypto.errors import CryptoStatus
 from vfu_virtio.devices.crypto.values import Status
 from vfu_virtio.devices.rpmb import RpmbDevice
@@ -399,6 +400,8 @@ def planted(data: bytes) -> None:
 _CRYPTO_MODULES = ("vfu_virtio.devices.crypto.device", "vfu_virtio.devices.crypto.services",
                    "vfu_virtio.devices.crypto.keys", "vfu_virtio.devices.crypto.sessions")
 CRYPTO_WRITABLE_MAX = 8192   # bytes of writable room a fuzzed request may have
+#: How long the crypto targets wait for a request a worker completes (key generation at the smallest limits).
+CRYPTO_WORKER_WAIT_S = 8.0
 
 
 class _KeyBench:
@@ -498,29 +501,42 @@ def _crypto_seeds() -> list[bytes]:
 
 def _crypto_target(profile_name: str):
     """The ``crypto-<profile>`` target: a fresh CryptoDevice of that profile per input (2 data queues, 16 sessions,
-    max_size 64 KiB, every request on this thread).
+    max_size 64 KiB, the smallest key-generation limits; every request on this thread but those a session sends to
+    its data queue's worker -- the asymmetric service's, AMB-32 -- whose completion is awaited).
 
     Input: le32 device feature bits (masked with the profile's; a set its dependency rule refuses becomes 0), then
     requests (:func:`_crypto_request`: u8 flags, bit 0 controlq else data queue 0; le16 readable length; le16
     writable room, mod :data:`CRYPTO_WRITABLE_MAX` + 1; u8 cut: 0 one descriptor each, else the readable and the
     writable part are split after ``cut`` bytes; the readable bytes). Oracle: ``handle`` returns a used length
-    within the writable room, and nothing but the device's in-band answer comes out."""
+    within the writable room (a worker's within :data:`CRYPTO_WORKER_WAIT_S`), and nothing but the device's in-band
+    answer comes out."""
     def run(data: bytes) -> None:
         logging.getLogger("vfu_virtio").setLevel(logging.CRITICAL + 1)  # malformed requests log; they are the input
         r = Reader(data)
         dev = CryptoDevice(max_dataqueues=2, max_sessions=16, max_size=1 << 16, profile=profile_name,
-                           bulk_threshold=0)
-        features = r.uint(4) & dev.profile.features
-        dev.activate(0 if dev.profile.refuse_features(features) else features)
-        while r.left:
-            flags = r.uint(1)
-            n, room, cut = r.uint(2), r.uint(2) % (CRYPTO_WRITABLE_MAX + 1), r.uint(1)
-            readable, out = r.take(n), bytearray(room)
-            rd = [memoryview(readable)] if not cut else [memoryview(readable[:cut]), memoryview(readable[cut:])]
-            wr = [memoryview(out)] if not cut else [memoryview(out)[:cut], memoryview(out)[cut:]]
-            used = dev.handle(dev.controlq if flags & 1 else 0, DescriptorChain(0, rd, wr))
-            if used is None or not 0 <= used <= room:
-                raise Finding(f"used length {used!r} with {room} writable bytes")
+                           bulk_threshold=0, **{name: low for name, (low, _high) in KEYGEN_LIMITS.items()})
+        try:
+            features = r.uint(4) & dev.profile.features
+            dev.activate(0 if dev.profile.refuse_features(features) else features)
+            while r.left:
+                flags = r.uint(1)
+                n, room, cut = r.uint(2), r.uint(2) % (CRYPTO_WRITABLE_MAX + 1), r.uint(1)
+                readable, out = r.take(n), bytearray(room)
+                rd = [memoryview(readable)] if not cut else [memoryview(readable[:cut]), memoryview(readable[cut:])]
+                wr = [memoryview(out)] if not cut else [memoryview(out)[:cut], memoryview(out)[cut:]]
+                chain = DescriptorChain(0, rd, wr)
+                done: list[int] = []
+                finished = threading.Event()
+                chain.completer = lambda _chain, written: (done.append(written), finished.set())
+                used = dev.handle(dev.controlq if flags & 1 else 0, chain)
+                if used is None:
+                    if not finished.wait(CRYPTO_WORKER_WAIT_S):
+                        raise Finding(f"a request on a worker did not complete within {CRYPTO_WORKER_WAIT_S} s")
+                    used = done[0]
+                if not 0 <= used <= room:
+                    raise Finding(f"used length {used!r} with {room} writable bytes")
+        finally:
+            dev.close()
     run.__doc__ = f"The {profile_name} crypto profile: request codec, sessions, services and keys on a CryptoDevice."
     return run
 
