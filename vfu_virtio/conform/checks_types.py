@@ -96,8 +96,9 @@ def _hw_ready(t: Target) -> str:
 def _algorithm_masks(t: Target) -> str:
     config = crypto_config(t.facts)
     services = config[2]
-    raw = t.facts.device_config[:devtypes.crypto_layout(t.facts).struct.size]
-    defined = {**DEFINED, "akcipher": devtypes.crypto_layout(t.facts).akcipher_defined}
+    layout = devtypes.crypto_layout(t.facts)
+    raw = t.facts.device_config[:layout.struct.size]
+    defined = {**DEFINED, "akcipher": layout.akcipher_defined}
     expect(not services >> SERVICES, f"crypto_services {services:#x} has undefined bits", raw[8:12])
     for name, mask in _masks(config).items():
         undefined = sorted(_bits(mask) - defined[name])

@@ -70,19 +70,20 @@ class Probe:
 class CryptoLayout:
     """One crypto configuration layout: its ``struct``, the index in it of each of the standard's 13 fields (in the
     standard's order: status, max_dataqueues, crypto_services, cipher_algo_l, cipher_algo_h, hash_algo, mac_algo_l,
-    mac_algo_h, aead_algo, max_cipher_key_len, max_auth_key_len, akcipher_algo, max_size; None: the layout has no
-    such field, read as 0) and the bit numbers defined in the akcipher (or asym) mask."""
+    mac_algo_h, aead_algo, max_cipher_key_len, max_auth_key_len, akcipher_algo, max_size) and the bit numbers defined
+    in the akcipher (or asym) mask."""
 
     struct: struct.Struct
-    order: tuple[int | None, ...]
+    order: tuple[int, ...]
     akcipher_defined: frozenset[int]
 
     def offset(self, field: int) -> tuple[int, int]:
         """(byte offset, size) of the standard's field number ``field`` in this layout: every field is a le32 at
-        4 x its index but the last, le64 ``max_size``."""
-        index = self.order[field]
-        last = len(self.struct.unpack(bytes(self.struct.size))) - 1
-        return 4 * index, 8 if index == last else 4
+        4 x its index but ``max_size`` (field 12, last in every layout), a le64."""
+        return 4 * self.order[field], 8 if field == _MAX_SIZE else 4
+
+
+_MAX_SIZE = 12  # the standard's field number of max_size
 
 
 _STANDARD_ORDER = tuple(range(13))
